@@ -1,16 +1,16 @@
 """hf_wlora: weight-space representation learning with neural fields, as a citizen of the Hugging Face stack.
 
-`import hf_wlora` is cheap. Public names are imported on first access, and the PEFT tuner registers itself with
-PEFT as soon as peft is imported (before or after hf_wlora), so `PeftModel.from_pretrained` and
-`PeftConfig.from_pretrained` recognise saved mLoRA adapters.
+`import hf_wlora` is cheap. Public names are imported on first access, and registration happens as soon as the
+library it registers with is imported (before or after hf_wlora): the PEFT tuner (`peft_type="MLORA"`) when peft is
+imported, and the neural field's `AutoConfig`/`AutoModel` entries (`model_type="neural_field"`) when transformers is.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ._import_hooks import register_after_import
+from ._lazy import lazy_attributes
 
 __version__ = "0.1.0"
 
@@ -21,27 +21,69 @@ _LAZY_ATTRIBUTES: dict[str, str] = {
     "MLoraConfig": "hf_wlora.tuners.mlora",
     "MLoraModel": "hf_wlora.tuners.mlora",
     "batched_forward": "hf_wlora.tuners.mlora",
+    "batched_loss_backward": "hf_wlora.tuners.mlora",
     "stack_adapter_factors": "hf_wlora.tuners.mlora",
+    "NeuralFieldConfig": "hf_wlora.fields",
+    "NeuralFieldModel": "hf_wlora.fields",
+    "NeuralFieldOutput": "hf_wlora.fields",
+    "render_images": "hf_wlora.fields",
+    "sdf_grid": "hf_wlora.fields",
+    "extract_meshes": "hf_wlora.fields",
+    "to_pil": "hf_wlora.fields",
+    "GlyphImages": "hf_wlora.data",
+    "ProceduralShapes": "hf_wlora.data",
+    "load_image_folder": "hf_wlora.data",
+    "load_hf_images": "hf_wlora.data",
+    "load_mesh_folder": "hf_wlora.data",
+    "load_sdf_samples": "hf_wlora.data",
 }
 
 if TYPE_CHECKING:
+    from .data import (
+        GlyphImages,
+        ProceduralShapes,
+        load_hf_images,
+        load_image_folder,
+        load_mesh_folder,
+        load_sdf_samples,
+    )
+    from .fields import (
+        NeuralFieldConfig,
+        NeuralFieldModel,
+        NeuralFieldOutput,
+        extract_meshes,
+        render_images,
+        sdf_grid,
+        to_pil,
+    )
     from .spec import LayerSpec, RepresentationSpec
-    from .tuners.mlora import MLoraConfig, MLoraModel, batched_forward, stack_adapter_factors
+    from .tuners.mlora import MLoraConfig, MLoraModel, batched_forward, batched_loss_backward, stack_adapter_factors
 
-__all__ = [*_LAZY_ATTRIBUTES, "__version__"]
+__all__ = [
+    "GlyphImages",
+    "LayerSpec",
+    "MLoraConfig",
+    "MLoraModel",
+    "NeuralFieldConfig",
+    "NeuralFieldModel",
+    "NeuralFieldOutput",
+    "ProceduralShapes",
+    "RepresentationSpec",
+    "__version__",
+    "batched_forward",
+    "batched_loss_backward",
+    "extract_meshes",
+    "load_hf_images",
+    "load_image_folder",
+    "load_mesh_folder",
+    "load_sdf_samples",
+    "render_images",
+    "sdf_grid",
+    "stack_adapter_factors",
+    "to_pil",
+]
 
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY_ATTRIBUTES, __all__)
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY_ATTRIBUTES.get(name)
-    if module is None:
-        raise AttributeError(f"module 'hf_wlora' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
-
-
+register_after_import("transformers", "hf_wlora.fields.registration")
 register_after_import("peft", "hf_wlora.tuners.mlora")

@@ -6,9 +6,11 @@ after hf_wlora. So registration is tied to the import of the library it register
 imported, the registering module is imported now; otherwise a meta-path finder imports it as soon as the library's
 own module has finished executing.
 
-The registering module does its work at import time and is imported with `importlib.import_module`, which is
-idempotent and safe when the library import was itself triggered from inside that module (the partially initialised
-module is simply returned).
+The registering module does its work at import time. When the library import was itself triggered from inside the
+registering module's package (say `hf_wlora.fields.modeling_neural_field` imports transformers), importing the
+registering module now would meet half-initialised modules; the hook then does nothing, and the package's defining
+module registers itself once it has finished (see `hf_wlora/fields/modeling_neural_field.py` and
+`hf_wlora/tuners/mlora/__init__.py`).
 """
 
 from __future__ import annotations
@@ -59,17 +61,29 @@ class _AfterImportFinder(importlib.abc.MetaPathFinder):
 _finder = _AfterImportFinder()
 
 
+def _package_is_importing(module: str) -> bool:
+    """Whether any module of `module`'s package is still executing its import."""
+    package = module.rpartition(".")[0]
+    return any(
+        (name == package or name.startswith(package + ".")) and getattr(loaded.__spec__, "_initializing", False)
+        for name, loaded in list(sys.modules.items())
+        if loaded is not None and getattr(loaded, "__spec__", None) is not None
+    )
+
+
 def _run_registrations(library: str) -> None:
     with _lock:
         modules = _pending.pop(library, [])
     for module in modules:
-        importlib.import_module(module)
+        if not _package_is_importing(module):
+            importlib.import_module(module)
 
 
 def register_after_import(library: str, registering_module: str) -> None:
     """Import `registering_module` once `library` is imported (immediately if it already is)."""
     if library in sys.modules:
-        importlib.import_module(registering_module)
+        if not _package_is_importing(registering_module):
+            importlib.import_module(registering_module)
         return
     with _lock:
         _pending.setdefault(library, []).append(registering_module)

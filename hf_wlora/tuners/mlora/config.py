@@ -1,0 +1,107 @@
+"""Configuration of the multiplicative LoRA (mLoRA) tuner."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from peft.config import PeftConfig
+from peft.utils import PeftType
+
+from ...spec import DEFAULT_KAPPA, DEFAULT_MASK_RATIO, DEFAULT_MASK_SEED
+
+Mode = Literal["multiplicative", "additive"]
+MODES: tuple[str, ...] = ("multiplicative", "additive")
+
+
+@dataclass
+class MLoraConfig(PeftConfig):
+    """Configuration of an mLoRA adapter, the per-instance representation of the paper.
+
+    In multiplicative mode a targeted weight W becomes W ⊙ M with M = (alpha / r) B A (element-wise), so M ≈ 1 at
+    init and the adapted model starts equal to the base. In additive mode it becomes W + (alpha / r) B A, plain LoRA.
+    Both modes share one layer implementation and one saved format (`peft_type="MLORA"`), so a saved adapter can
+    never be mistaken for PEFT's own LoRA.
+
+    Args:
+        r: Rank of each adapter (>= 1 and at most min(d_out, d_in) of every targeted layer).
+        alpha: Scale numerator; the factor product is multiplied by alpha / r. Defaults to 1 in multiplicative mode
+            (as the paper's authors use) and to r in additive mode (scale 1, as PEFT's LoRA defaults amount to).
+        mode: "multiplicative" (mLoRA) or "additive" (LoRA).
+        target_modules: Module names (exact or suffix) or a regex, as in PEFT; "all-linear" also works. If None,
+            the defaults for the base model's `model_type` are used (the neural fields of hf_wlora have some).
+        exclude_modules: Module names or regex to leave out.
+        rank_pattern: Per-layer ranks that override `r`, keyed by module name or regex (as in PEFT's LoRA).
+        asymmetric_mask: Freeze a fixed, seeded set of entries in each row of A, different for every row and shared
+            by every instance, which removes the rank-permutation symmetry (the paper's asymmetric mask). Frozen
+            entries are 0 in multiplicative mode and N(0, kappa^2) in additive mode.
+        mask_ratio: Fraction of each row of A that is frozen (the paper does not state it; 0.25 by default).
+        mask_seed: Seed of the mask positions and frozen values (they are a pure function of seed and layer name).
+        kappa: Standard deviation of the frozen values in additive mode.
+        init_weights: True for the method's init (multiplicative: A, B ~ N(1, init_std^2), compensated for the
+            mask so that M ≈ 1; additive: B = 0 and A Kaiming-uniform, as PEFT's LoRA). False draws a random
+            non-identity adapter, which is only useful for testing.
+        init_std: Standard deviation of the multiplicative init around 1 (the authors use 0.01). Never 0: with
+            A = B = 1 every rank component would get identical gradients forever.
+        modules_to_save: Extra modules to train and save, as in PEFT.
+    """
+
+    r: int = field(default=4, metadata={"help": "Adapter rank."})
+    alpha: float | None = field(
+        default=None, metadata={"help": "Scale numerator (alpha / r); default 1 (multiplicative) or r (additive)."}
+    )
+    mode: str = field(default="multiplicative", metadata={"help": "'multiplicative' (mLoRA) or 'additive' (LoRA)."})
+    target_modules: list[str] | str | None = field(
+        default=None, metadata={"help": "Module names (exact or suffix), a regex, or 'all-linear'."}
+    )
+    exclude_modules: list[str] | str | None = field(default=None, metadata={"help": "Module names or regex to skip."})
+    rank_pattern: dict[str, int] = field(
+        default_factory=dict, metadata={"help": "Per-layer ranks overriding r, keyed by module name or regex."}
+    )
+    asymmetric_mask: bool = field(default=False, metadata={"help": "Freeze a seeded, row-distinct set of A entries."})
+    mask_ratio: float = field(default=DEFAULT_MASK_RATIO, metadata={"help": "Fraction of each row of A frozen."})
+    mask_seed: int = field(default=DEFAULT_MASK_SEED, metadata={"help": "Seed of mask positions and frozen values."})
+    kappa: float = field(default=DEFAULT_KAPPA, metadata={"help": "Std of frozen values in additive mode."})
+    init_weights: bool = field(default=True, metadata={"help": "Method init (True) or random test init (False)."})
+    init_std: float = field(default=0.01, metadata={"help": "Std of the multiplicative init around 1."})
+    modules_to_save: list[str] | None = field(default=None, metadata={"help": "Extra modules to train and save."})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.peft_type = PeftType.MLORA
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}.")
+        if not isinstance(self.r, int) or self.r < 1:
+            raise ValueError(f"r must be an integer >= 1, got {self.r!r}.")
+        bad_ranks = {key: rank for key, rank in self.rank_pattern.items() if not isinstance(rank, int) or rank < 1}
+        if bad_ranks:
+            raise ValueError(f"Every rank in rank_pattern must be an integer >= 1, got {bad_ranks}.")
+        if self.alpha is None:
+            self.alpha = 1.0 if self.mode == "multiplicative" else float(self.r)
+        if not self.alpha > 0:
+            raise ValueError(f"alpha must be > 0, got {self.alpha}.")
+        if not 0.0 <= self.mask_ratio < 1.0:
+            raise ValueError(f"mask_ratio must be in [0, 1), got {self.mask_ratio}.")
+        if isinstance(self.mask_seed, bool) or not isinstance(self.mask_seed, int) or self.mask_seed < 0:
+            raise ValueError(f"mask_seed must be a non-negative integer, got {self.mask_seed!r}.")
+        if not self.kappa > 0:
+            raise ValueError(f"kappa must be > 0, got {self.kappa}.")
+        if not self.init_std > 0:
+            raise ValueError(
+                f"init_std must be > 0, got {self.init_std}: with A = B = 1 exactly, all rank components would get "
+                "identical gradients forever."
+            )
+        if isinstance(self.target_modules, list):
+            self.target_modules = set(self.target_modules)
+        if isinstance(self.exclude_modules, list):
+            self.exclude_modules = set(self.exclude_modules)
+
+    @property
+    def multiplicative(self) -> bool:
+        return self.mode == "multiplicative"
+
+    @property
+    def representation(self) -> str:
+        """The paper's name of the representation this adapter is: lora, lora_asym, mlora or mlora_asym."""
+        kind = "mlora" if self.multiplicative else "lora"
+        return f"{kind}_asym" if self.asymmetric_mask else kind

@@ -1,0 +1,242 @@
+"""The instance-batched path: run one model with N instances' adapter factors at once.
+
+Fitting thousands of per-instance adapters through PEFT's adapter slots is slow (one forward per instance, and
+adding named adapters gets slower as their number grows). Here the factors of N instances are stacked tensors of
+shape (N, ...) swapped into the PEFT model with `functional_call`, so every instance goes through exactly the layer
+code of the PEFT path (same math, same masks) while the work of all N is done in batched kernels. Gradients flow to
+the stacked factors, so an optimiser over them fits all instances at once.
+
+Two ways to vectorise over instances:
+- "vmap" (any model, any supported layer): `torch.func.vmap` over the model's forward.
+- "broadcast" (faster): the model is called once with the stacked factors and inputs whose first dimension is the
+  instance. This needs a forward that treats leading dimensions as batch dimensions all the way through (true for
+  hf_wlora's neural fields and for plain MLPs) and adapted layers that are all `nn.Linear`; each of them then runs
+  one batched matmul with the bias fused in (`baddbmm`), without vmap's per-op overhead.
+
+Factors are keyed like the representation spec: `"{layer}.A"` (N, r, d_in) and `"{layer}.B"` (N, d_out, r).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal
+
+import torch
+from torch import nn
+from torch.func import functional_call, vmap
+from torch.utils import _pytree as pytree  # the tree utilities vmap itself uses; they know ModelOutput
+
+from .layer import Linear, MLoraLayer
+
+Vectorize = Literal["vmap", "broadcast"]
+
+# Instances per chunk when the caller does not choose: about this many activation elements (points x layer width)
+# per chunk. Large enough to amortise per-call overhead at small fields, small enough that a chunk's activations
+# stay near the cache at large ones (benchmarks/bench_mlora.py measures the effect).
+_TARGET_CHUNK_ELEMENTS = 2**21
+
+
+def _adapter_layers(model: nn.Module, adapter_name: str) -> list[tuple[str, MLoraLayer]]:
+    layers = [
+        (name, module)
+        for name, module in model.named_modules()
+        if isinstance(module, MLoraLayer) and adapter_name in module.mlora_A
+    ]
+    if not layers:
+        raise ValueError(f"The model has no mLoRA adapter named {adapter_name!r}.")
+    return layers
+
+
+def adapter_factor_names(model: nn.Module, adapter_name: str = "default") -> dict[str, str]:
+    """Map each factor's spec name (`"{layer}.A"`, `"{layer}.B"`) to its parameter name in `model`."""
+    names: dict[str, str] = {}
+    for module_name, layer in _adapter_layers(model, adapter_name):
+        prefix = f"{module_name}." if module_name else ""
+        names[f"{layer.layer_key}.A"] = f"{prefix}mlora_A.{adapter_name}"
+        names[f"{layer.layer_key}.B"] = f"{prefix}mlora_B.{adapter_name}"
+    return names
+
+
+def adapter_factors(model: nn.Module, adapter_name: str = "default") -> dict[str, torch.Tensor]:
+    """The factors of one adapter of `model`, keyed by spec name (views of the parameters, not copies)."""
+    parameters = dict(model.named_parameters())
+    return {spec_name: parameters[name] for spec_name, name in adapter_factor_names(model, adapter_name).items()}
+
+
+def stack_adapter_factors(instances: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Stack per-instance factor dicts (same names and shapes) into one dict of (N, ...) tensors."""
+    if not instances:
+        raise ValueError("stack_adapter_factors needs at least one instance.")
+    names = list(instances[0])
+    for index, instance in enumerate(instances):
+        if set(instance) != set(names):
+            raise ValueError(
+                f"Instance {index} has factors {sorted(instance)}, but instance 0 has {sorted(names)}; every "
+                "instance must come from the same representation spec."
+            )
+    return {name: torch.stack([instance[name].detach() for instance in instances]) for name in names}
+
+
+def _check_batch(
+    model: nn.Module,
+    adapter_name: str,
+    factors: Mapping[str, torch.Tensor],
+    inputs: Sequence[torch.Tensor],
+    vectorize: Vectorize,
+) -> int:
+    """Validate the factors and inputs against the model; return the number of instances."""
+    layers = _adapter_layers(model, adapter_name)
+    if vectorize not in ("vmap", "broadcast"):
+        raise ValueError(f"vectorize must be 'vmap' or 'broadcast', got {vectorize!r}.")
+    if vectorize == "broadcast":
+        not_linear = [name for name, layer in layers if not isinstance(layer, Linear)]
+        if not_linear:
+            raise ValueError(
+                f"vectorize='broadcast' needs every adapted layer to be nn.Linear, but {not_linear} are not; use "
+                "vectorize='vmap'."
+            )
+    for module_name, layer in layers:
+        if layer.merged or layer.disable_adapters or adapter_name not in layer.active_adapters:
+            raise ValueError(
+                f"Adapter {adapter_name!r} must be active, enabled and unmerged in layer {module_name!r} for the "
+                "batched path; call `set_adapter`, `enable_adapter_layers` or `unmerge_adapter` first."
+            )
+    expected = {
+        f"{layer.layer_key}.{factor}": tuple(getattr(layer, f"mlora_{factor}")[adapter_name].shape)
+        for _, layer in layers
+        for factor in ("A", "B")
+    }
+    missing, unexpected = sorted(expected.keys() - factors.keys()), sorted(factors.keys() - expected.keys())
+    if missing or unexpected:
+        raise ValueError(f"Factor names do not match the adapter: missing {missing}, unexpected {unexpected}.")
+    counts = set()
+    for name, value in factors.items():
+        if tuple(value.shape[1:]) != expected[name]:
+            raise ValueError(
+                f"Factor {name!r} has shape {tuple(value.shape)}; expected (num_instances, *{expected[name]})."
+            )
+        counts.add(value.shape[0])
+    counts.update(tensor.shape[0] for tensor in inputs)
+    if len(counts) != 1:
+        raise ValueError(
+            f"Every factor and input needs the same leading instance dimension, got sizes {sorted(counts)}."
+        )
+    return counts.pop()
+
+
+def default_chunk_size(model: nn.Module, inputs: Sequence[torch.Tensor], adapter_name: str = "default") -> int:
+    """Instances per chunk: about 2M activation elements (points x widest adapted layer) per chunk, at least 1."""
+    widest = max(max(layer.in_features, layer.out_features) for _, layer in _adapter_layers(model, adapter_name))
+    first = inputs[0]
+    points = first[0].numel() // max(1, first.shape[-1]) if first.dim() > 1 else 1
+    return max(1, min(first.shape[0], _TARGET_CHUNK_ELEMENTS // max(1, points * widest)))
+
+
+def batched_forward(
+    model: nn.Module,
+    factors: Mapping[str, torch.Tensor],
+    *inputs: torch.Tensor,
+    adapter_name: str = "default",
+    chunk_size: int | None = None,
+    vectorize: Vectorize = "vmap",
+    **kwargs: Any,
+) -> Any:
+    """Run `model` for N instances at once: instance i uses `factors[name][i]` and `inputs[j][i]`.
+
+    Args:
+        model: A model with an mLoRA adapter `adapter_name` (a `PeftModel` or a model the adapter was injected into).
+        factors: Stacked factors keyed by spec name, each (N, *factor_shape); see `stack_adapter_factors`.
+        *inputs: Positional model inputs, each with a leading instance dimension N.
+        adapter_name: Which adapter's parameters the factors replace; it must be active and unmerged.
+        chunk_size: Instances per vectorised chunk (None: chosen from the input size; see `default_chunk_size`).
+        vectorize: "vmap" (any model) or "broadcast" (faster; see the module docstring for when it applies).
+        **kwargs: Further keyword arguments of the model's forward, shared by all instances.
+
+    Returns:
+        The model's output with a leading instance dimension, equal to running the PEFT model once per instance
+        with that instance's factors loaded.
+    """
+    num_instances = _check_batch(model, adapter_name, factors, inputs, vectorize)
+    names = adapter_factor_names(model, adapter_name)
+    parameters = {names[spec_name]: value for spec_name, value in factors.items()}
+    if chunk_size is None:
+        chunk_size = default_chunk_size(model, inputs, adapter_name)
+    if vectorize == "broadcast":
+        chunks = [
+            functional_call(
+                model,
+                {name: value[start : start + chunk_size] for name, value in parameters.items()},
+                tuple(x[start : start + chunk_size] for x in inputs),
+                kwargs,
+            )
+            for start in range(0, num_instances, chunk_size)
+        ]
+        return chunks[0] if len(chunks) == 1 else pytree.tree_map(lambda *parts: torch.cat(parts), *chunks)
+
+    def one_instance(instance_parameters: dict[str, torch.Tensor], *instance_inputs: torch.Tensor) -> Any:
+        return functional_call(model, instance_parameters, instance_inputs, kwargs)
+
+    return vmap(one_instance, chunk_size=chunk_size)(parameters, *inputs)
+
+
+def batched_loss_backward(
+    model: nn.Module,
+    factors: Mapping[str, torch.Tensor],
+    inputs: Sequence[torch.Tensor],
+    targets: Sequence[torch.Tensor],
+    loss_fn: Callable[..., torch.Tensor],
+    adapter_name: str = "default",
+    chunk_size: int | None = None,
+    vectorize: Vectorize = "vmap",
+) -> torch.Tensor:
+    """One fitting step's forward and backward for N instances; returns the N per-instance losses.
+
+    The gradient of the *sum* of per-instance losses is accumulated into each factor's `.grad`, so an element-wise
+    optimiser such as Adam gives every instance exactly the update it would get if fitted alone. Forward and backward
+    run chunk by chunk (`chunk_size` instances at a time), which keeps each chunk's activations near the cache and
+    the memory bounded by one chunk, whatever N is.
+
+    Args:
+        model, factors, adapter_name: As in `batched_forward`; the factors must be leaf tensors with
+            `requires_grad=True`.
+        inputs: Model inputs, each with a leading instance dimension N.
+        targets: Tensors with a leading instance dimension N, passed (sliced per chunk) to `loss_fn`.
+        loss_fn: `loss_fn(outputs, *targets) -> (chunk,)` per-instance losses of one chunk.
+        chunk_size: Instances per chunk (None: `default_chunk_size`).
+        vectorize: "vmap" or "broadcast", as in `batched_forward`.
+    """
+    num_instances = _check_batch(model, adapter_name, factors, (*inputs, *targets), vectorize)
+    not_leaf = sorted(name for name, value in factors.items() if not (value.is_leaf and value.requires_grad))
+    if not_leaf:
+        raise ValueError(f"Factors {not_leaf} must be leaf tensors with requires_grad=True to receive gradients.")
+    if chunk_size is None:
+        chunk_size = default_chunk_size(model, inputs, adapter_name)
+    names = list(factors)
+    for name in names:
+        if factors[name].grad is None:
+            factors[name].grad = torch.zeros_like(factors[name])
+    losses = []
+    for start in range(0, num_instances, chunk_size):
+        chunk = slice(start, start + chunk_size)
+        # Fresh leaves per chunk: autograd then writes only this chunk's gradient slice, so the bookkeeping stays
+        # linear in N (slicing the full leaves would accumulate a full-size zero-padded gradient per chunk).
+        chunk_factors = {name: factors[name][chunk].detach().requires_grad_(True) for name in names}
+        outputs = batched_forward(
+            model,
+            chunk_factors,
+            *(x[chunk] for x in inputs),
+            adapter_name=adapter_name,
+            chunk_size=chunk_size,
+            vectorize=vectorize,
+        )
+        chunk_losses = loss_fn(outputs, *(y[chunk] for y in targets))
+        if chunk_losses.shape != (min(chunk_size, num_instances - start),):
+            raise ValueError(
+                f"loss_fn must return one loss per instance of the chunk, shape ({chunk_size},); got "
+                f"{tuple(chunk_losses.shape)}."
+            )
+        gradients = torch.autograd.grad(chunk_losses.sum(), [chunk_factors[name] for name in names])
+        for name, gradient in zip(names, gradients, strict=True):
+            factors[name].grad[chunk] += gradient
+        losses.append(chunk_losses.detach())
+    return torch.cat(losses)
