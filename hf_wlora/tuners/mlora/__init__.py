@@ -13,8 +13,10 @@ from .config import MLoraConfig  # noqa: E402
 from .functional import (  # noqa: E402
     adapter_factor_names,
     adapter_factors,
+    batched_call,
     batched_forward,
     batched_loss_backward,
+    chunked_loss_backward,
     stack_adapter_factors,
 )
 from .layer import MLoraLayer  # noqa: E402
@@ -28,7 +30,9 @@ __all__ = [
     "MLoraModel",
     "adapter_factor_names",
     "adapter_factors",
+    "batched_call",
     "batched_forward",
     "batched_loss_backward",
+    "chunked_loss_backward",
     "stack_adapter_factors",
 ]

@@ -124,12 +124,53 @@ def _check_batch(
     return counts.pop()
 
 
-def default_chunk_size(model: nn.Module, inputs: Sequence[torch.Tensor], adapter_name: str = "default") -> int:
-    """Instances per chunk: about 2M activation elements (points x widest adapted layer) per chunk, at least 1."""
-    widest = max(max(layer.in_features, layer.out_features) for _, layer in _adapter_layers(model, adapter_name))
+def chunk_size_for(inputs: Sequence[torch.Tensor], width: int) -> int:
+    """Instances per chunk: about 2M activation elements (points x layer width) per chunk, at least 1.
+
+    `inputs[0]` is (N, ..., features): everything between the instance and feature dimensions counts as points.
+    """
     first = inputs[0]
     points = first[0].numel() // max(1, first.shape[-1]) if first.dim() > 1 else 1
-    return max(1, min(first.shape[0], _TARGET_CHUNK_ELEMENTS // max(1, points * widest)))
+    return max(1, min(first.shape[0], _TARGET_CHUNK_ELEMENTS // max(1, points * width)))
+
+
+def default_chunk_size(model: nn.Module, inputs: Sequence[torch.Tensor], adapter_name: str = "default") -> int:
+    """`chunk_size_for` with the width of the widest adapted layer."""
+    widest = max(max(layer.in_features, layer.out_features) for _, layer in _adapter_layers(model, adapter_name))
+    return chunk_size_for(inputs, widest)
+
+
+def batched_call(
+    model: nn.Module,
+    parameters: Mapping[str, torch.Tensor],
+    *inputs: torch.Tensor,
+    chunk_size: int,
+    vectorize: Vectorize = "vmap",
+    **kwargs: Any,
+) -> Any:
+    """Run `model` once per instance with its own values of some parameters: the engine of the batched path.
+
+    `parameters` maps parameter names of `model` (as in `named_parameters`) to (N, *shape) tensors; every other
+    parameter is shared. No checks: `batched_forward` validates mLoRA factors before calling this, and the encoder
+    uses it directly for the mlp representations, which batch a standalone MLP's own weights.
+    """
+    if vectorize == "broadcast":
+        num_instances = inputs[0].shape[0]
+        chunks = [
+            functional_call(
+                model,
+                {name: value[start : start + chunk_size] for name, value in parameters.items()},
+                tuple(x[start : start + chunk_size] for x in inputs),
+                kwargs,
+            )
+            for start in range(0, num_instances, chunk_size)
+        ]
+        return chunks[0] if len(chunks) == 1 else pytree.tree_map(lambda *parts: torch.cat(parts), *chunks)
+
+    def one_instance(instance_parameters: dict[str, torch.Tensor], *instance_inputs: torch.Tensor) -> Any:
+        return functional_call(model, instance_parameters, instance_inputs, kwargs)
+
+    return vmap(one_instance, chunk_size=chunk_size)(dict(parameters), *inputs)
 
 
 def batched_forward(
@@ -156,27 +197,54 @@ def batched_forward(
         The model's output with a leading instance dimension, equal to running the PEFT model once per instance
         with that instance's factors loaded.
     """
-    num_instances = _check_batch(model, adapter_name, factors, inputs, vectorize)
+    _check_batch(model, adapter_name, factors, inputs, vectorize)
     names = adapter_factor_names(model, adapter_name)
     parameters = {names[spec_name]: value for spec_name, value in factors.items()}
     if chunk_size is None:
         chunk_size = default_chunk_size(model, inputs, adapter_name)
-    if vectorize == "broadcast":
-        chunks = [
-            functional_call(
-                model,
-                {name: value[start : start + chunk_size] for name, value in parameters.items()},
-                tuple(x[start : start + chunk_size] for x in inputs),
-                kwargs,
+    return batched_call(model, parameters, *inputs, chunk_size=chunk_size, vectorize=vectorize, **kwargs)
+
+
+def chunked_loss_backward(
+    forward: Callable[..., Any],
+    parameters: Mapping[str, torch.Tensor],
+    inputs: Sequence[torch.Tensor],
+    targets: Sequence[torch.Tensor],
+    loss_fn: Callable[..., torch.Tensor],
+    chunk_size: int,
+) -> torch.Tensor:
+    """Forward and backward chunk by chunk; accumulate d(sum of losses)/d(parameter) into `.grad`; return losses.
+
+    `forward(chunk_parameters, *chunk_inputs)` computes a chunk's outputs; `loss_fn(outputs, *chunk_targets)` returns
+    one loss per instance of the chunk. `parameters` are (N, ...) leaf tensors with `requires_grad=True`.
+    """
+    not_leaf = sorted(name for name, value in parameters.items() if not (value.is_leaf and value.requires_grad))
+    if not_leaf:
+        raise ValueError(f"Factors {not_leaf} must be leaf tensors with requires_grad=True to receive gradients.")
+    num_instances = next(iter(parameters.values())).shape[0]
+    names = list(parameters)
+    for name in names:
+        if parameters[name].grad is None:
+            parameters[name].grad = torch.zeros_like(parameters[name])
+    losses = []
+    for start in range(0, num_instances, chunk_size):
+        chunk = slice(start, start + chunk_size)
+        # Fresh leaves per chunk: autograd then writes only this chunk's gradient slice, so the bookkeeping stays
+        # linear in N (slicing the full leaves would accumulate a full-size zero-padded gradient per chunk).
+        chunk_parameters = {name: parameters[name][chunk].detach().requires_grad_(True) for name in names}
+        outputs = forward(chunk_parameters, *(x[chunk] for x in inputs))
+        chunk_losses = loss_fn(outputs, *(y[chunk] for y in targets))
+        expected = min(chunk_size, num_instances - start)
+        if chunk_losses.shape != (expected,):
+            raise ValueError(
+                f"loss_fn must return one loss per instance of the chunk, shape ({expected},); got "
+                f"{tuple(chunk_losses.shape)}."
             )
-            for start in range(0, num_instances, chunk_size)
-        ]
-        return chunks[0] if len(chunks) == 1 else pytree.tree_map(lambda *parts: torch.cat(parts), *chunks)
-
-    def one_instance(instance_parameters: dict[str, torch.Tensor], *instance_inputs: torch.Tensor) -> Any:
-        return functional_call(model, instance_parameters, instance_inputs, kwargs)
-
-    return vmap(one_instance, chunk_size=chunk_size)(parameters, *inputs)
+        gradients = torch.autograd.grad(chunk_losses.sum(), [chunk_parameters[name] for name in names])
+        for name, gradient in zip(names, gradients, strict=True):
+            parameters[name].grad[chunk] += gradient
+        losses.append(chunk_losses.detach())
+    return torch.cat(losses)
 
 
 def batched_loss_backward(
@@ -205,38 +273,13 @@ def batched_loss_backward(
         chunk_size: Instances per chunk (None: `default_chunk_size`).
         vectorize: "vmap" or "broadcast", as in `batched_forward`.
     """
-    num_instances = _check_batch(model, adapter_name, factors, (*inputs, *targets), vectorize)
-    not_leaf = sorted(name for name, value in factors.items() if not (value.is_leaf and value.requires_grad))
-    if not_leaf:
-        raise ValueError(f"Factors {not_leaf} must be leaf tensors with requires_grad=True to receive gradients.")
+    _check_batch(model, adapter_name, factors, (*inputs, *targets), vectorize)
     if chunk_size is None:
         chunk_size = default_chunk_size(model, inputs, adapter_name)
-    names = list(factors)
-    for name in names:
-        if factors[name].grad is None:
-            factors[name].grad = torch.zeros_like(factors[name])
-    losses = []
-    for start in range(0, num_instances, chunk_size):
-        chunk = slice(start, start + chunk_size)
-        # Fresh leaves per chunk: autograd then writes only this chunk's gradient slice, so the bookkeeping stays
-        # linear in N (slicing the full leaves would accumulate a full-size zero-padded gradient per chunk).
-        chunk_factors = {name: factors[name][chunk].detach().requires_grad_(True) for name in names}
-        outputs = batched_forward(
-            model,
-            chunk_factors,
-            *(x[chunk] for x in inputs),
-            adapter_name=adapter_name,
-            chunk_size=chunk_size,
-            vectorize=vectorize,
+
+    def forward(chunk_factors: dict[str, torch.Tensor], *chunk_inputs: torch.Tensor) -> Any:
+        return batched_forward(
+            model, chunk_factors, *chunk_inputs, adapter_name=adapter_name, chunk_size=chunk_size, vectorize=vectorize
         )
-        chunk_losses = loss_fn(outputs, *(y[chunk] for y in targets))
-        if chunk_losses.shape != (min(chunk_size, num_instances - start),):
-            raise ValueError(
-                f"loss_fn must return one loss per instance of the chunk, shape ({chunk_size},); got "
-                f"{tuple(chunk_losses.shape)}."
-            )
-        gradients = torch.autograd.grad(chunk_losses.sum(), [chunk_factors[name] for name in names])
-        for name, gradient in zip(names, gradients, strict=True):
-            factors[name].grad[chunk] += gradient
-        losses.append(chunk_losses.detach())
-    return torch.cat(losses)
+
+    return chunked_loss_backward(forward, factors, inputs, targets, loss_fn, chunk_size)

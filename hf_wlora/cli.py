@@ -1,0 +1,31 @@
+"""`hf-wlora` command line: thin wrappers over the same functions the recipes/ scripts call."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+
+# subcommand name -> (help, function adding its arguments, function running it); each module adds its own entry
+Command = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int | None]]
+
+
+def _commands() -> dict[str, Command]:
+    from .demo import add_demo_arguments, run_demo_command
+
+    return {
+        "demo": ("run the whole pipeline on built-in data", add_demo_arguments, run_demo_command),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="hf-wlora", description="Weight-space learning with neural fields.")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    commands = _commands()
+    for name, (help_text, add_arguments, _) in commands.items():
+        add_arguments(subparsers.add_parser(name, help=help_text, description=help_text))
+    args = parser.parse_args(argv)
+    return int(commands[args.command][2](args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,234 @@
+"""The paper's six weight representations, as objects the batched fitter trains and the decoder evaluates.
+
+- lora, lora_asym, mlora, mlora_asym (`AdapterRepresentation`): per-instance factors of the mLoRA tuner on a frozen
+  baked base field, evaluated through the PEFT model itself (`batched_forward`, broadcast over instances).
+- mlp, mlp_asym (`StandaloneMLPRepresentation`): every weight and bias of a standalone small field with no base,
+  HyperDiffusion-style; the asymmetric variant freezes large-variance entries of each weight matrix.
+
+Both expose the same interface: `spec`, `initial_factors()`, `forward(factors, coords)` for N instances at once,
+`loss_backward(...)` for one fitting step, and `field_function(factors)` for the decoders (render, mesh).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+from peft import get_peft_model
+
+from ..fields import NeuralFieldConfig, NeuralFieldModel
+from ..spec import REPRESENTATIONS, LayerSpec, RepresentationSpec
+from ..tuners.mlora import MLoraConfig, adapter_factors, batched_call, batched_forward, chunked_loss_backward
+from ..tuners.mlora.functional import chunk_size_for
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _first_output(outputs: Any) -> torch.Tensor:
+    return outputs[0]
+
+
+class Representation:
+    """Common interface; see the module docstring."""
+
+    spec: RepresentationSpec
+    modality: str
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def initial_factors(self) -> dict[str, torch.Tensor]:
+        """One instance's starting factors, shared by every instance (spec names and shapes)."""
+        raise NotImplementedError
+
+    def forward(
+        self, factors: Mapping[str, torch.Tensor], coords: torch.Tensor, chunk_size: int | None = None
+    ) -> torch.Tensor:
+        """Field values (N, P, C) of N instances at coords (N, P, d)."""
+        raise NotImplementedError
+
+    def loss_backward(
+        self,
+        factors: Mapping[str, torch.Tensor],
+        coords: torch.Tensor,
+        targets: torch.Tensor,
+        loss_fn: LossFn,
+        chunk_size: int | None = None,
+    ) -> torch.Tensor:
+        """Per-instance losses of one step; the gradient of their sum is accumulated into the factors' `.grad`."""
+        raise NotImplementedError
+
+    def field_function(self, factors: Mapping[str, torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+        """A decoder-ready field function: shared coords (P, d) -> values (N, P, C) of the N given instances."""
+        num_instances = next(iter(factors.values())).shape[0]
+
+        @torch.no_grad()
+        def evaluate(coords: torch.Tensor) -> torch.Tensor:
+            return self.forward(factors, coords.expand(num_instances, *coords.shape))
+
+        return evaluate
+
+
+class AdapterRepresentation(Representation):
+    """lora, lora_asym, mlora or mlora_asym on a frozen baked base field, through the mLoRA PEFT tuner."""
+
+    def __init__(
+        self,
+        name: str,
+        base_field: NeuralFieldModel,
+        rank: int = 4,
+        target_modules: list[str] | str | None = None,
+        seed: int = 0,
+        **config_kwargs: Any,
+    ) -> None:
+        if name not in REPRESENTATIONS or name.startswith("mlp"):
+            raise ValueError(f"AdapterRepresentation takes lora, lora_asym, mlora or mlora_asym, got {name!r}.")
+        if not base_field.config.baked:
+            raise ValueError("Adapters are fitted on the baked base field: call `field.bake()` first.")
+        config = MLoraConfig(
+            r=rank,
+            mode="multiplicative" if name.startswith("mlora") else "additive",
+            asymmetric_mask=name.endswith("_asym"),
+            target_modules=target_modules or base_field.adapter_target_modules(),
+            **config_kwargs,
+        )
+        # A private copy: get_peft_model rewrites the model it is given, and the caller's field must stay plain.
+        # Seeded: every process of a distributed encoding must start its instances from the same factors.
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            self.model = get_peft_model(copy.deepcopy(base_field).requires_grad_(False), config).eval()
+        self.spec = self.model.base_model.representation_spec()
+        self.modality = base_field.config.modality
+        self._width = max(layer.d_out for layer in self.spec.layers)
+
+    def initial_factors(self) -> dict[str, torch.Tensor]:
+        return {name: value.detach().clone() for name, value in adapter_factors(self.model).items()}
+
+    def forward(
+        self, factors: Mapping[str, torch.Tensor], coords: torch.Tensor, chunk_size: int | None = None
+    ) -> torch.Tensor:
+        chunk_size = chunk_size or chunk_size_for((coords,), self._width)
+        outputs = batched_forward(
+            self.model, factors, coords, chunk_size=chunk_size, vectorize="broadcast", return_dict=False
+        )
+        return _first_output(outputs)
+
+    def loss_backward(
+        self,
+        factors: Mapping[str, torch.Tensor],
+        coords: torch.Tensor,
+        targets: torch.Tensor,
+        loss_fn: LossFn,
+        chunk_size: int | None = None,
+    ) -> torch.Tensor:
+        chunk_size = chunk_size or chunk_size_for((coords,), self._width)
+        return chunked_loss_backward(
+            lambda chunk_factors, chunk_coords: self.forward(chunk_factors, chunk_coords, chunk_size),
+            factors,
+            (coords,),
+            (targets,),
+            loss_fn,
+            chunk_size,
+        )
+
+
+class StandaloneMLPRepresentation(Representation):
+    """mlp or mlp_asym: all weights and biases of a standalone field (a baked NeuralFieldModel, no base).
+
+    Every instance starts from the same weights; the encoder sets them to the first instance's fit
+    (`set_initial_factors`), as HyperDiffusion does.
+    """
+
+    def __init__(self, name: str, field_config: NeuralFieldConfig, seed: int = 0, **spec_kwargs: Any) -> None:
+        if name not in ("mlp", "mlp_asym"):
+            raise ValueError(f"StandaloneMLPRepresentation takes mlp or mlp_asym, got {name!r}.")
+        config = copy.deepcopy(field_config)
+        config.baked = True
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            self.model = NeuralFieldModel(config).requires_grad_(False).eval()
+        layers = tuple(
+            LayerSpec(name=layer, d_out=module.out_features, d_in=module.in_features, bias=module.bias is not None)
+            for layer in self.model.linear_layer_names()
+            for module in [self.model.get_submodule(layer)]
+        )
+        self.spec = RepresentationSpec.from_name(name, layers, **spec_kwargs)
+        self.modality = config.modality
+        self._width = max(layer.d_out for layer in layers)
+        # Frozen entries per weight: (mask, values), enforced in every forward pass (zero gradient there).
+        self._frozen = {
+            f"{layer.name}.weight": (self.spec.mask(layer.name), self.spec.frozen_values(layer.name))
+            for layer in self.spec.layers
+            if self.spec.asymmetric
+        }
+        parameters = dict(self.model.named_parameters())
+        self._initial = self._apply_frozen(
+            {name: parameters[name].detach().clone() for name in self.spec.factor_shapes()}
+        )
+
+    def _apply_frozen(self, factors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        applied = dict(factors)
+        for name, (mask, values) in self._frozen.items():
+            applied[name] = torch.where(mask, values.to(factors[name].dtype), factors[name])
+        return applied
+
+    def initial_factors(self) -> dict[str, torch.Tensor]:
+        return {name: value.clone() for name, value in self._initial.items()}
+
+    def set_initial_factors(self, factors: Mapping[str, torch.Tensor]) -> None:
+        """Make `factors` (one instance, spec names) the starting point of every later fit."""
+        shapes = self.spec.factor_shapes()
+        if {name: tuple(value.shape) for name, value in factors.items()} != shapes:
+            raise ValueError(f"Initial factors must have exactly the spec's names and shapes: {shapes}.")
+        self._initial = self._apply_frozen({name: value.detach().clone() for name, value in factors.items()})
+
+    def forward(
+        self, factors: Mapping[str, torch.Tensor], coords: torch.Tensor, chunk_size: int | None = None
+    ) -> torch.Tensor:
+        chunk_size = chunk_size or chunk_size_for((coords,), self._width)
+        outputs = batched_call(
+            self.model, self._apply_frozen(factors), coords, chunk_size=chunk_size, vectorize="vmap", return_dict=False
+        )
+        return _first_output(outputs)
+
+    def loss_backward(
+        self,
+        factors: Mapping[str, torch.Tensor],
+        coords: torch.Tensor,
+        targets: torch.Tensor,
+        loss_fn: LossFn,
+        chunk_size: int | None = None,
+    ) -> torch.Tensor:
+        chunk_size = chunk_size or chunk_size_for((coords,), self._width)
+        return chunked_loss_backward(
+            lambda chunk_factors, chunk_coords: self.forward(chunk_factors, chunk_coords, chunk_size),
+            factors,
+            (coords,),
+            (targets,),
+            loss_fn,
+            chunk_size,
+        )
+
+
+def make_representation(
+    name: str,
+    base_field: NeuralFieldModel,
+    rank: int = 4,
+    seed: int = 0,
+    **kwargs: Any,
+) -> Representation:
+    """Build one of the six representations for a baked base field.
+
+    The LoRA kinds adapt `base_field`; the mlp kinds train a standalone field of the same architecture (its config,
+    without latent). `seed` fixes the initial factors, so every process and every run starts from the same ones.
+    `kwargs` go to `MLoraConfig` (LoRA kinds: mask_ratio, mask_seed, kappa, alpha, init_std, target_modules) or to
+    `RepresentationSpec` (mlp kinds: mask_ratio, mask_seed, kappa).
+    """
+    if name not in REPRESENTATIONS:
+        raise ValueError(f"Unknown representation {name!r}; expected one of {REPRESENTATIONS}.")
+    if name.startswith("mlp"):
+        return StandaloneMLPRepresentation(name, base_field.config, seed=seed, **kwargs)
+    return AdapterRepresentation(name, base_field, rank=rank, seed=seed, **kwargs)

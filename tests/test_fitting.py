@@ -1,0 +1,117 @@
+"""Batched per-instance fitting of the six representations."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hf_wlora.data import GlyphImages
+from hf_wlora.encoding.fitting import FitSettings, fit_instances, image_loss, loss_for, sdf_loss
+from hf_wlora.encoding.representations import make_representation
+from hf_wlora.fields import NeuralFieldConfig, NeuralFieldModel, image_coordinates
+from hf_wlora.metrics import psnr
+from hf_wlora.spec import REPRESENTATIONS
+
+RESOLUTION = 12
+
+
+@pytest.fixture(scope="module")
+def base_field() -> NeuralFieldModel:
+    torch.manual_seed(0)
+    return NeuralFieldModel(NeuralFieldConfig(modality="image", hidden_size=32, num_layers=2)).bake()
+
+
+@pytest.fixture(scope="module")
+def glyphs() -> tuple[torch.Tensor, torch.Tensor]:
+    data = GlyphImages(num_instances=5, resolution=RESOLUTION, seed=0)
+    targets = torch.stack([torch.as_tensor(data[i].image).reshape(-1, 3) for i in range(len(data))])
+    return image_coordinates(RESOLUTION, RESOLUTION), targets
+
+
+def settings_for(name: str, steps: int = 25) -> FitSettings:
+    return FitSettings(steps=steps, learning_rate=1e-3 if name.startswith("mlp") else 1e-2, points_per_step=100)
+
+
+@pytest.mark.parametrize("name", REPRESENTATIONS)
+def test_batched_fitting_equals_one_at_a_time(name: str, base_field, glyphs) -> None:
+    coords, targets = glyphs
+    representation = make_representation(name, base_field, rank=4)
+    batched = fit_instances(representation, coords, targets, settings_for(name))
+    for index in (0, 3):
+        alone = fit_instances(representation, coords, targets[index : index + 1], settings_for(name))
+        for factor, value in batched.factors.items():
+            torch.testing.assert_close(value[index], alone.factors[factor][0], rtol=1e-5, atol=1e-6)
+    assert batched.factors.keys() == representation.spec.factor_shapes().keys()
+
+
+@pytest.mark.parametrize("name", REPRESENTATIONS)
+def test_fitting_lowers_the_loss_and_keeps_frozen_entries(name: str, base_field, glyphs) -> None:
+    coords, targets = glyphs
+    representation = make_representation(name, base_field, rank=4)
+    loss_fn = loss_for("image")
+    start = representation.initial_factors()
+    start_outputs = representation.forward(
+        {k: v.expand(5, *v.shape) for k, v in start.items()}, coords.expand(5, -1, -1)
+    )
+    result = fit_instances(representation, coords, targets, settings_for(name, steps=40))
+    fitted_outputs = representation.forward(result.factors, coords.expand(5, -1, -1))
+    assert (loss_fn(fitted_outputs, targets) < 0.9 * loss_fn(start_outputs, targets)).all()
+    spec = representation.spec
+    for layer in spec.layers if spec.asymmetric else ():
+        masked = spec.masked_factor(layer.name)
+        mask = spec.mask(layer.name)
+        frozen = spec.frozen_values(layer.name)
+        assert torch.equal(result.factors[masked][:, mask], frozen[mask].expand(5, -1))
+
+
+def test_every_instance_starts_from_the_same_factors(base_field, glyphs) -> None:
+    coords, targets = glyphs
+    representation = make_representation("mlora_asym", base_field, rank=4)
+    same_targets = targets[:1].expand(3, -1, -1)
+    result = fit_instances(representation, coords, same_targets, settings_for("mlora_asym", steps=5))
+    for value in result.factors.values():
+        assert torch.equal(value[0], value[1]) and torch.equal(value[0], value[2])
+    again = make_representation("mlora_asym", base_field, rank=4)
+    for name, value in representation.initial_factors().items():
+        assert torch.equal(value, again.initial_factors()[name])
+
+
+def test_mlp_initial_factors_can_be_set_to_a_fit(base_field, glyphs) -> None:
+    coords, targets = glyphs
+    representation = make_representation("mlp_asym", base_field)
+    first = fit_instances(representation, coords, targets[:1], settings_for("mlp_asym", steps=3))
+    representation.set_initial_factors({name: value[0] for name, value in first.factors.items()})
+    for name, value in representation.initial_factors().items():
+        assert torch.equal(value, first.factors[name][0])
+    with pytest.raises(ValueError, match="names and shapes"):
+        representation.set_initial_factors({"nope": torch.zeros(1)})
+
+
+def test_reconstruction_metric_and_field_function(base_field, glyphs) -> None:
+    coords, targets = glyphs
+    representation = make_representation("lora", base_field, rank=4)
+    result = fit_instances(representation, coords, targets, settings_for("lora", steps=60))
+    values = representation.field_function(result.factors)(coords)
+    assert values.shape == (5, RESOLUTION * RESOLUTION, 3)
+    scores = psnr(values, targets)
+    assert scores.shape == (5,) and (scores > 15).all()
+
+
+def test_losses_and_bad_input(base_field, glyphs) -> None:
+    outputs, targets = torch.zeros(2, 4, 1), torch.tensor([0.5, -0.05, 0.0, 0.02]).reshape(1, 4, 1).expand(2, -1, -1)
+    torch.testing.assert_close(sdf_loss(outputs, targets), torch.full((2,), (0.1 + 0.05 + 0.0 + 0.02) / 4))
+    torch.testing.assert_close(image_loss(torch.ones(1, 2, 3), torch.zeros(1, 2, 3)), torch.ones(1))
+    with pytest.raises(ValueError, match="modality"):
+        loss_for("audio")
+    coords, targets = glyphs
+    representation = make_representation("mlora", base_field)
+    bad = targets.clone()
+    bad[0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        fit_instances(representation, coords, bad, settings_for("mlora"))
+    with pytest.raises(ValueError, match="steps"):
+        FitSettings(steps=0)
+    with pytest.raises(ValueError, match="baked"):
+        make_representation("mlora", NeuralFieldModel(NeuralFieldConfig(modality="image", hidden_size=8)))
+    with pytest.raises(ValueError, match="Unknown representation"):
+        make_representation("dora", base_field)
