@@ -36,6 +36,15 @@ _LAZY_ATTRIBUTES: dict[str, str] = {
     "load_hf_images": "hf_wlora.data",
     "load_mesh_folder": "hf_wlora.data",
     "load_sdf_samples": "hf_wlora.data",
+    "EncodeConfig": "hf_wlora.encoding",
+    "encode": "hf_wlora.encoding",
+    "WeightDataset": "hf_wlora.encoding",
+    "WeightDatasetInfo": "hf_wlora.encoding",
+    "WeightDatasetWriter": "hf_wlora.encoding",
+    "load_weight_dataset": "hf_wlora.encoding",
+    "push_weight_dataset_to_hub": "hf_wlora.encoding",
+    "row_to_peft_adapter": "hf_wlora.encoding",
+    "peft_model_to_row": "hf_wlora.encoding",
 }
 
 if TYPE_CHECKING:
@@ -46,6 +55,17 @@ if TYPE_CHECKING:
         load_image_folder,
         load_mesh_folder,
         load_sdf_samples,
+    )
+    from .encoding import (
+        EncodeConfig,
+        WeightDataset,
+        WeightDatasetInfo,
+        WeightDatasetWriter,
+        encode,
+        load_weight_dataset,
+        peft_model_to_row,
+        push_weight_dataset_to_hub,
+        row_to_peft_adapter,
     )
     from .fields import (
         NeuralFieldConfig,
@@ -60,6 +80,7 @@ if TYPE_CHECKING:
     from .tuners.mlora import MLoraConfig, MLoraModel, batched_forward, batched_loss_backward, stack_adapter_factors
 
 __all__ = [
+    "EncodeConfig",
     "GlyphImages",
     "LayerSpec",
     "MLoraConfig",
@@ -69,15 +90,23 @@ __all__ = [
     "NeuralFieldOutput",
     "ProceduralShapes",
     "RepresentationSpec",
+    "WeightDataset",
+    "WeightDatasetInfo",
+    "WeightDatasetWriter",
     "__version__",
     "batched_forward",
     "batched_loss_backward",
+    "encode",
     "extract_meshes",
     "load_hf_images",
     "load_image_folder",
     "load_mesh_folder",
     "load_sdf_samples",
+    "load_weight_dataset",
+    "peft_model_to_row",
+    "push_weight_dataset_to_hub",
     "render_images",
+    "row_to_peft_adapter",
     "sdf_grid",
     "stack_adapter_factors",
     "to_pil",

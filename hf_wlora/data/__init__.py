@@ -19,6 +19,9 @@ from .._lazy import lazy_attributes
 
 # public name -> submodule that defines it
 _LAZY_ATTRIBUTES: dict[str, str] = {
+    "DATA_SOURCES": ".sources",
+    "open_data_source": ".sources",
+    "parse_data_source": ".sources",
     "ImageInstance": ".base",
     "ShapeInstance": ".base",
     "InstanceDataset": ".base",
@@ -80,9 +83,11 @@ if TYPE_CHECKING:
     )
     from .sdf_files import SDF_EXTENSIONS, load_sdf_samples, read_sdf_file, save_sdf_samples
     from .shapes import SHAPE_CLASS_NAMES, PrimitiveUnion, ProceduralShapes, make_shape
+    from .sources import DATA_SOURCES, open_data_source, parse_data_source
 
 # Kept literal so linters and IDEs see the re-exports; a test checks it matches _LAZY_ATTRIBUTES.
 __all__ = [
+    "DATA_SOURCES",
     "GLYPH_CLASS_NAMES",
     "IMAGE_EXTENSIONS",
     "MESH_EXTENSIONS",
@@ -108,6 +113,8 @@ __all__ = [
     "mesh_to_shape",
     "near_surface_points",
     "normalize_mesh",
+    "open_data_source",
+    "parse_data_source",
     "pixel_centers",
     "project_to_surface",
     "random_pixel_samples",

@@ -1,0 +1,124 @@
+"""The on-disk layout of a weight data set folder, and writing a split's shards and metadata into it.
+
+    folder/
+      README.md                          the data set card (YAML metadata + description)
+      wlora_info.json                    WeightDatasetInfo: spec, base field, score figures, settings
+      data/train-00000-of-00002.parquet  the rows, in order, sharded; the layout `push_to_hub` writes, so
+      data/train-00001-of-00002.parquet  `datasets.load_dataset(folder)` and the Hub read it as they are
+
+Every file is written to a temporary name and renamed into place, so a killed process never leaves a truncated file
+under a final name.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from datasets import Features
+
+from .card import write_card
+from .info import INFO_FILE_NAME, WeightDatasetInfo, score_figures
+from .schema import SCORE_COLUMN
+
+DATA_DIR = "data"
+TEMP_SUFFIX = ".tmp"
+# datasets' default `max_shard_size` for push_to_hub: shards about this large (uncompressed) stream well from the Hub
+DEFAULT_SHARD_BYTES = 500 * 2**20
+_SPLIT_NAME = re.compile(r"\w+")
+
+
+def check_split_name(split: str) -> str:
+    """Return `split` if datasets accepts it as a split name (it also becomes part of the shard file names)."""
+    if not _SPLIT_NAME.fullmatch(split):
+        raise ValueError(f"A split name may only hold letters, digits and '_' (as in datasets), got {split!r}.")
+    return split
+
+
+def shard_path(folder: Path, split: str, index: int, count: int) -> Path:
+    """`folder/data/{split}-{index:05d}-of-{count:05d}.parquet`, the naming datasets' `push_to_hub` uses."""
+    return folder / DATA_DIR / f"{split}-{index:05d}-of-{count:05d}.parquet"
+
+
+def shard_files(folder: Path, split: str) -> list[Path]:
+    """The shards of `split` in `folder`, in order; raises if they do not form one complete set."""
+    pattern = re.compile(rf"{re.escape(split)}-\d{{5}}-of-\d{{5}}\.parquet")
+    found = sorted(path for path in (folder / DATA_DIR).glob(f"{split}-*.parquet") if pattern.fullmatch(path.name))
+    expected = [shard_path(folder, split, index, len(found)).name for index in range(len(found))]
+    if [path.name for path in found] != expected:
+        raise ValueError(
+            f"The shards of split {split!r} in {folder / DATA_DIR} do not form one complete set: "
+            f"{[path.name for path in found]}. Remove stray files, or finalize the split again."
+        )
+    return found
+
+
+def rows_per_shard(features: Features) -> int:
+    """Rows per shard for shards of about `DEFAULT_SHARD_BYTES` (factors dominate a row's size)."""
+    row_bytes = sum(4 * int(np.prod(feature.shape)) for feature in features.values() if hasattr(feature, "shape"))
+    return max(1, DEFAULT_SHARD_BYTES // max(1, row_bytes))
+
+
+def write_parquet_atomic(table: pa.Table, path: Path) -> None:
+    """Write `table` to `path` through a temporary file in the same folder, renamed into place when complete."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + TEMP_SUFFIX)
+    pq.write_table(table, temporary)
+    os.replace(temporary, path)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + TEMP_SUFFIX)
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+def merged_info(folder: Path, info: WeightDatasetInfo) -> WeightDatasetInfo:
+    """`info` plus the figures of the other splits already in `folder`, whose settings must agree with `info`'s."""
+    path = folder / INFO_FILE_NAME
+    if not path.is_file():
+        return info
+    existing = WeightDatasetInfo.load(path)
+    differences = existing.setting_differences(info)
+    if differences:
+        raise ValueError(
+            f"{folder} already holds a weight data set with other settings ({'; '.join(differences)}). Write this "
+            "split into its own folder, or remove the old one."
+        )
+    return replace(info, splits={**existing.splits, **info.splits})
+
+
+def write_split(
+    folder: Path, split: str, info: WeightDatasetInfo, features: Features, tables: Iterable[pa.Table], count: int
+) -> WeightDatasetInfo:
+    """Write the `count` shards of `split` from `tables` (in row order), then `wlora_info.json` and the card.
+
+    Stale shards of the split (another shard count) are removed first; other splits are kept, and their figures
+    stay in the info. Returns the info as written, with this split's figures.
+    """
+    names = {shard_path(folder, split, index, count).name for index in range(count)}
+    for stale in (folder / DATA_DIR).glob(f"{split}-*.parquet"):
+        if stale.name not in names:
+            stale.unlink()
+    schema = features.arrow_schema
+    scores = []
+    written = 0
+    for index, table in enumerate(tables):
+        # one chunk per column, so the file's bytes depend only on the rows, not on how the writes were batched
+        table = table.select(schema.names).cast(schema).combine_chunks()
+        write_parquet_atomic(table, shard_path(folder, split, index, count))
+        scores.append(table.column(SCORE_COLUMN).to_numpy())
+        written += 1
+    if written != count:
+        raise ValueError(f"Expected {count} shards of split {split!r}, got {written}.")
+    info = merged_info(folder, info).with_split(split, score_figures(np.concatenate(scores)))
+    write_text_atomic(folder / INFO_FILE_NAME, info.to_json_string())
+    write_card(folder, info)
+    return info

@@ -1,0 +1,130 @@
+"""Encoding a data set into a weight data set: resume after a crash, several processes, settings."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from hf_wlora.encoding import encoder as encode_module
+from hf_wlora.encoding import load_weight_dataset
+from hf_wlora.encoding.encoder import EncodeConfig, encode
+from hf_wlora.fields import NeuralFieldConfig, NeuralFieldModel
+
+GLYPHS = {"num_instances": 7, "resolution": 10}
+ROOT = Path(__file__).parent.parent
+
+
+@pytest.fixture(scope="module")
+def field_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("field")
+    NeuralFieldModel(NeuralFieldConfig(modality="image", hidden_size=24, num_layers=2)).bake().save_pretrained(folder)
+    return str(folder)
+
+
+def config(field_dir: str, output_dir: Path, **overrides) -> EncodeConfig:
+    settings = {"field": field_dir, "output_dir": str(output_dir), "data_options": GLYPHS, "steps": 12, "batch_size": 3}
+    return EncodeConfig(**{**settings, **overrides})
+
+
+def assert_same_weights(first: Path, second: Path, exact: bool = True) -> None:
+    """Same rows in the same order; bit-identical values, or equal to float rounding when thread counts differ."""
+    a, b = load_weight_dataset(first), load_weight_dataset(second)
+    assert a.ids == b.ids and len(set(a.ids)) == len(a.ids)
+    assert torch.equal(a.labels, b.labels)
+    tolerance = {"rtol": 0.0, "atol": 0.0} if exact else {"rtol": 1e-4, "atol": 1e-5}
+    torch.testing.assert_close(a.scores, b.scores, **tolerance)
+    factors_a, factors_b = a.stacked_factors(), b.stacked_factors()
+    for name in factors_a:
+        torch.testing.assert_close(factors_a[name], factors_b[name], **tolerance)
+    assert a.info.to_dict()["spec"] == b.info.to_dict()["spec"]
+
+
+def test_encode_writes_every_instance_once(field_dir: str, tmp_path: Path) -> None:
+    result = encode(config(field_dir, tmp_path / "weights"), progress=False)
+    weights = load_weight_dataset(result.output_dir)
+    assert weights.ids == [f"glyphs-s0-{index:06d}" for index in range(7)]
+    assert weights.spec.name == "mlora_asym" and weights.info.base_field == field_dir
+    assert result.score_name == "psnr" and result.figures["num_instances"] == 7
+    assert torch.isfinite(weights.scores).all()
+    assert weights.info.encoding["steps"] == 12 and "batch_size" not in weights.info.encoding
+
+
+def test_killed_run_resumes_to_the_uninterrupted_result(
+    field_dir: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    encode(config(field_dir, tmp_path / "uninterrupted"), progress=False)
+
+    real_fit, calls = encode_module.fit_instances, []
+
+    def crash_on_third_batch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt("killed")
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(encode_module, "fit_instances", crash_on_third_batch)
+    with pytest.raises(KeyboardInterrupt):
+        encode(config(field_dir, tmp_path / "resumed"), progress=False)
+    monkeypatch.setattr(encode_module, "fit_instances", real_fit)
+    # the batch size only changes speed, so a resumed run may use another one
+    encode(config(field_dir, tmp_path / "resumed", batch_size=2), progress=False)
+    assert_same_weights(tmp_path / "uninterrupted", tmp_path / "resumed")
+
+
+def test_resume_with_other_settings_is_refused(field_dir: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(encode_module, "fit_instances", crash)
+    with pytest.raises(KeyboardInterrupt):
+        encode(config(field_dir, tmp_path / "weights"), progress=False)
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match="steps"):
+        encode(config(field_dir, tmp_path / "weights", steps=13), progress=False)
+
+
+def test_two_processes_give_the_single_process_result(field_dir: str, tmp_path: Path) -> None:
+    """The real launcher on the recipe script: 2 gloo processes on CPU, each encoding every other instance."""
+    encode(config(field_dir, tmp_path / "one"), progress=False)
+    recipe = tmp_path / "recipe.yaml"
+    settings = {**vars(config(field_dir, tmp_path / "two")), "learning_rate": None}
+    recipe.write_text(yaml.safe_dump({"encode": settings}))
+    command = [
+        *("accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1"),
+        *("--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29517"),
+        str(ROOT / "recipes" / "encode.py"),
+        *("--config", str(recipe)),
+    ]
+    environment = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=environment)
+    assert result.returncode == 0, result.stderr[-3000:]
+    # one thread per worker against two in this process: matmul reduction order differs in the last bits
+    assert_same_weights(tmp_path / "one", tmp_path / "two", exact=False)
+
+
+def test_mlp_instances_start_from_the_first_fit(field_dir: str, tmp_path: Path) -> None:
+    result = encode(config(field_dir, tmp_path / "mlp", representation="mlp", steps=5), progress=False)
+    weights = load_weight_dataset(result.output_dir)
+    assert weights.spec.name == "mlp" and weights.info.encoding["learning_rate"] == 1e-3
+    assert set(weights.factors(0)) == set(weights.spec.factor_shapes())
+
+
+def test_config_from_yaml_and_errors(field_dir: str, tmp_path: Path) -> None:
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump({"encode": {"field": field_dir, "output_dir": "out", "representation": "lora"}}))
+    loaded = EncodeConfig.from_yaml(path, steps=7)
+    assert loaded.representation == "lora" and loaded.steps == 7 and loaded.learning_rate == 1e-2
+    with pytest.raises(ValueError, match="Unknown encode settings"):
+        EncodeConfig.from_dict({"field": "f", "output_dir": "o", "stepz": 3})
+    with pytest.raises(ValueError, match="representation"):
+        EncodeConfig(field="f", output_dir="o", representation="dora")
+    with pytest.raises(ValueError, match="batch_size"):
+        EncodeConfig(field="f", output_dir="o", batch_size=0)
+    with pytest.raises(ValueError, match="unknown data source"):
+        encode(config(field_dir, tmp_path / "bad", data="video-folder:x"), progress=False)
