@@ -12,9 +12,15 @@ Command = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argpar
 def _commands() -> dict[str, Command]:
     from .demo import add_demo_arguments, run_demo_command
     from .encoding.command import add_encode_arguments, run_encode_command
+    from .fields.training.command import add_train_field_arguments, run_train_field_command
 
     return {
         "demo": ("run the whole pipeline on built-in data", add_demo_arguments, run_demo_command),
+        "train-field": (
+            "stage 1: train a neural field (variational auto-decoder) and export the base field",
+            add_train_field_arguments,
+            run_train_field_command,
+        ),
         "encode": ("stage 2: encode a data set into a weight data set", add_encode_arguments, run_encode_command),
     }
 

@@ -128,3 +128,20 @@ def test_config_from_yaml_and_errors(field_dir: str, tmp_path: Path) -> None:
         EncodeConfig(field="f", output_dir="o", batch_size=0)
     with pytest.raises(ValueError, match="unknown data source"):
         encode(config(field_dir, tmp_path / "bad", data="video-folder:x"), progress=False)
+
+
+def test_rows_decode_to_their_recorded_scores(field_dir: str, tmp_path: Path) -> None:
+    from hf_wlora.data import GlyphImages
+    from hf_wlora.encoding import representation_from_spec
+    from hf_wlora.fields import render_images
+    from hf_wlora.metrics import psnr
+
+    weights = load_weight_dataset(encode(config(field_dir, tmp_path / "weights"), progress=False).output_dir)
+    representation = representation_from_spec(weights.spec, NeuralFieldModel.from_pretrained(field_dir))
+    images = render_images(representation.field_function(weights.stacked_factors([0, 4])), GLYPHS["resolution"])
+    glyphs = GlyphImages(**GLYPHS)
+    targets = torch.stack([torch.as_tensor(glyphs[index].image) for index in (0, 4)])
+    torch.testing.assert_close(psnr(images, targets), weights.scores[[0, 4]], rtol=1e-4, atol=1e-4)
+    other_field = NeuralFieldModel(NeuralFieldConfig(modality="image", hidden_size=16, num_layers=2)).bake()
+    with pytest.raises(ValueError, match="does not match"):
+        representation_from_spec(weights.spec, other_field)

@@ -1,4 +1,8 @@
-"""The README stays true: CI runs its test command verbatim, and its Python examples run."""
+"""The README stays true: CI runs its test command verbatim, and its Python examples run.
+
+Blocks fenced as `python` are executed; snippets that need artefacts made elsewhere (a trained field, a Hub repo)
+are fenced as `py` and only shown.
+"""
 
 from __future__ import annotations
 

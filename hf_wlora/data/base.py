@@ -304,3 +304,23 @@ def balanced_label(seed: int, index: int, num_classes: int, stream: int) -> int:
     """
     order = instance_rng(seed, index // num_classes, stream).permutation(num_classes)
     return int(order[index % num_classes])
+
+
+def read_folder(
+    root: Path, extensions: Sequence[str], bad_items: BadItems, read: Callable[[Path], T], fix: str
+) -> tuple[list[tuple[Path, int, T]], list[str]]:
+    """Read every file of a class-per-subfolder tree with `read`; a `ValueError` makes the file a bad item.
+
+    Returns `(path, label, value)` for every file read, and the class names. `fix` tells the user what to do about a
+    bad file ("Repair or remove the file").
+    """
+    files, labels, class_names = discover_files(root, extensions, bad_items)
+    items = []
+    for path, label in zip(files, labels, strict=True):
+        try:
+            value = read(path)
+        except ValueError as error:
+            bad_items.report(path, str(error).removeprefix(f"{path}: "), fix)
+            continue
+        items.append((path, label, value))
+    return items, class_names

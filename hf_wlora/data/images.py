@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import BadItems, ImageCollection, OnError, PathLike, discover_files, most_common, relative_id
+from .base import BadItems, ImageCollection, OnError, PathLike, most_common, read_folder, relative_id
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
@@ -174,15 +174,10 @@ def load_image_folder(
     """
     bad_items = BadItems(on_error)
     root = Path(root)
-    files, file_labels, class_names = discover_files(root, extensions, bad_items)
-    items = []
-    for path, label in zip(files, file_labels, strict=True):
-        try:
-            array = to_image_array(path, resolution)
-        except ValueError as error:
-            bad_items.report(path, str(error), "Remove or replace the file")
-            continue
-        items.append((str(path), relative_id(path, root), label, array))
+    read, class_names = read_folder(
+        root, extensions, bad_items, lambda path: to_image_array(path, resolution), "Remove or replace the file"
+    )
+    items = [(str(path), relative_id(path, root), label, array) for path, label, array in read]
     return _collect(items, class_names, resolution, bad_items, str(root))
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import BadItems, OnError, PathLike, ShapeCollection, ShapeInstance, discover_files, relative_id
+from .base import BadItems, OnError, PathLike, ShapeCollection, ShapeInstance, read_folder, relative_id
 from .mesh_sdf import MeshSDF
 
 MESH_EXTENSIONS: tuple[str, ...] = (".obj", ".ply", ".off", ".glb", ".gltf", ".stl")
@@ -83,14 +83,9 @@ def load_mesh_folder(
     """
     bad_items = BadItems(on_error)
     root = Path(root)
-    files, labels, class_names = discover_files(root, extensions, bad_items)
-    shapes = []
-    for path, label in zip(files, labels, strict=True):
-        try:
-            mesh = read_mesh(path)
-        except ValueError as error:
-            bad_items.report(path, str(error).removeprefix(f"{path}: "), "Repair or remove the file")
-            continue
-        shapes.append(mesh_to_shape(mesh, relative_id(path, root), label, radius, source=str(path)))
+    items, class_names = read_folder(root, extensions, bad_items, read_mesh, "Repair or remove the file")
+    shapes = [
+        mesh_to_shape(mesh, relative_id(path, root), label, radius, source=str(path)) for path, label, mesh in items
+    ]
     bad_items.warn(root)
     return ShapeCollection(shapes, class_names, bad_items.skipped)

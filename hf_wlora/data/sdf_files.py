@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import BadItems, OnError, PathLike, ShapeCollection, ShapeInstance, discover_files, relative_id
+from .base import BadItems, OnError, PathLike, ShapeCollection, ShapeInstance, read_folder, relative_id
 
 logger = logging.getLogger(__name__)
 
@@ -117,16 +117,12 @@ def load_sdf_samples(
     """
     bad_items = BadItems(on_error)
     root = Path(root)
-    files, labels, class_names = discover_files(root, extensions, bad_items)
-    shapes = []
-    for path, label in zip(files, labels, strict=True):
-        try:
-            points, sdf = read_sdf_file(path, drop_nan_rows)
-        except ValueError as error:
-            bad_items.report(path, str(error).removeprefix(f"{path}: "), "Fix or remove the file")
-            continue
-        shapes.append(
-            ShapeInstance(id=relative_id(path, root), label=label, points=points, values=sdf, source=str(path))
-        )
+    items, class_names = read_folder(
+        root, extensions, bad_items, lambda path: read_sdf_file(path, drop_nan_rows), "Fix or remove the file"
+    )
+    shapes = [
+        ShapeInstance(id=relative_id(path, root), label=label, points=points, values=sdf, source=str(path))
+        for path, label, (points, sdf) in items
+    ]
     bad_items.warn(root)
     return ShapeCollection(shapes, class_names, bad_items.skipped)

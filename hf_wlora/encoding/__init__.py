@@ -26,6 +26,7 @@ _LAZY_ATTRIBUTES: dict[str, str] = {
     "fit_instances": ".fitting",
     "Representation": ".representations",
     "make_representation": ".representations",
+    "representation_from_spec": ".representations",
     "WeightDatasetInfo": ".info",
     "INFO_FILE_NAME": ".info",
     "weight_features": ".schema",
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
     from .fitting import FitResult, FitSettings, fit_instances
     from .hub import push_weight_dataset_to_hub
     from .info import INFO_FILE_NAME, WeightDatasetInfo
-    from .representations import Representation, make_representation
+    from .representations import Representation, make_representation, representation_from_spec
     from .schema import weight_features
     from .weight_dataset import WeightDataset, load_weight_dataset, save_weight_dataset
     from .writer import WeightDatasetWriter
@@ -68,6 +69,7 @@ __all__ = [
     "mlora_config_from_spec",
     "peft_model_to_row",
     "push_weight_dataset_to_hub",
+    "representation_from_spec",
     "row_to_peft_adapter",
     "save_peft_adapter",
     "save_weight_dataset",

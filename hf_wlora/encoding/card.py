@@ -16,23 +16,13 @@ from datasets.info import DatasetInfo, DatasetInfosDict
 from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCard, DatasetCardData
 
+from .._templates import card_template
 from .info import SCORE_DESCRIPTIONS, WeightDatasetInfo
 from .schema import weight_features
 
-# hf_wlora/encoding/card.py -> the repository root, which holds model_cards/
-TEMPLATE_PATH = Path(__file__).resolve().parents[2] / "model_cards" / "weight_dataset_card.md"
+TEMPLATE_NAME = "weight_dataset_card.md"
 CARD_FILE_NAME = "README.md"
 _MODALITY_NOUNS = {"image": "image", "shape": "3-D shape"}
-
-
-def card_template() -> Path:
-    """The template's path; raises if this installation lacks it."""
-    if not TEMPLATE_PATH.is_file():
-        raise FileNotFoundError(
-            f"The data set card template {TEMPLATE_PATH} is missing: install hf_wlora from a source checkout "
-            "(pip install -e .), which keeps model_cards/ next to the package."
-        )
-    return TEMPLATE_PATH
 
 
 def _format(value: float | None) -> str:
@@ -91,7 +81,7 @@ def render_card(info: WeightDatasetInfo, load_path: str) -> DatasetCard:
     ]
     return DatasetCard.from_template(
         _card_data(info),
-        template_path=str(card_template()),
+        template_path=str(card_template(TEMPLATE_NAME)),
         info=info,
         spec=info.spec,
         adapter=info.spec.kind != "mlp",

@@ -75,7 +75,8 @@ class FitResult:
     losses: torch.Tensor
 
 
-def _step_points(num_points: int, settings: FitSettings, step: int) -> torch.Tensor | None:
+def step_points(num_points: int, settings: FitSettings, step: int) -> torch.Tensor | None:
+    """The point indices of one step (the same for every instance), or None for all points."""
     if settings.points_per_step is None or settings.points_per_step >= num_points:
         return None
     generator = torch.Generator().manual_seed(settings.seed * 1_000_003 + step)
@@ -118,7 +119,7 @@ def fit_instances(
     loss_fn = loss_for(representation.modality)
     losses = torch.empty(num_instances)
     for step in tqdm(range(settings.steps), desc=f"fitting {representation.name}", disable=not progress):
-        points = _step_points(num_points, settings, step)
+        points = step_points(num_points, settings, step)
         step_coords, step_targets = (coords, targets) if points is None else (coords[:, points], targets[:, points])
         optimizer.zero_grad(set_to_none=False)
         losses = representation.loss_backward(factors, step_coords, step_targets, loss_fn, settings.chunk_size)

@@ -35,6 +35,7 @@ class Representation:
 
     spec: RepresentationSpec
     modality: str
+    _width: int  # widest adapted layer: sets the default chunk size
 
     @property
     def name(self) -> str:
@@ -48,7 +49,7 @@ class Representation:
         self, factors: Mapping[str, torch.Tensor], coords: torch.Tensor, chunk_size: int | None = None
     ) -> torch.Tensor:
         """Field values (N, P, C) of N instances at coords (N, P, d)."""
-        raise NotImplementedError
+        return self._batched_values(factors, coords, chunk_size or chunk_size_for((coords,), self._width))
 
     def loss_backward(
         self,
@@ -59,6 +60,20 @@ class Representation:
         chunk_size: int | None = None,
     ) -> torch.Tensor:
         """Per-instance losses of one step; the gradient of their sum is accumulated into the factors' `.grad`."""
+        chunk_size = chunk_size or chunk_size_for((coords,), self._width)
+        return chunked_loss_backward(
+            lambda chunk_factors, chunk_coords: self._batched_values(chunk_factors, chunk_coords, chunk_size),
+            factors,
+            (coords,),
+            (targets,),
+            loss_fn,
+            chunk_size,
+        )
+
+    def _batched_values(
+        self, factors: Mapping[str, torch.Tensor], coords: torch.Tensor, chunk_size: int
+    ) -> torch.Tensor:
+        """The model's values for stacked factors: what each representation does differently."""
         raise NotImplementedError
 
     def field_function(self, factors: Mapping[str, torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -75,26 +90,9 @@ class Representation:
 class AdapterRepresentation(Representation):
     """lora, lora_asym, mlora or mlora_asym on a frozen baked base field, through the mLoRA PEFT tuner."""
 
-    def __init__(
-        self,
-        name: str,
-        base_field: NeuralFieldModel,
-        rank: int = 4,
-        target_modules: list[str] | str | None = None,
-        seed: int = 0,
-        **config_kwargs: Any,
-    ) -> None:
-        if name not in REPRESENTATIONS or name.startswith("mlp"):
-            raise ValueError(f"AdapterRepresentation takes lora, lora_asym, mlora or mlora_asym, got {name!r}.")
+    def __init__(self, base_field: NeuralFieldModel, config: MLoraConfig, seed: int = 0) -> None:
         if not base_field.config.baked:
             raise ValueError("Adapters are fitted on the baked base field: call `field.bake()` first.")
-        config = MLoraConfig(
-            r=rank,
-            mode="multiplicative" if name.startswith("mlora") else "additive",
-            asymmetric_mask=name.endswith("_asym"),
-            target_modules=target_modules or base_field.adapter_target_modules(),
-            **config_kwargs,
-        )
         # A private copy: get_peft_model rewrites the model it is given, and the caller's field must stay plain.
         # Seeded: every process of a distributed encoding must start its instances from the same factors.
         with torch.random.fork_rng():
@@ -104,35 +102,39 @@ class AdapterRepresentation(Representation):
         self.modality = base_field.config.modality
         self._width = max(layer.d_out for layer in self.spec.layers)
 
+    @classmethod
+    def from_name(
+        cls,
+        name: str,
+        base_field: NeuralFieldModel,
+        rank: int = 4,
+        target_modules: list[str] | str | None = None,
+        seed: int = 0,
+        **config_kwargs: Any,
+    ) -> AdapterRepresentation:
+        """lora, lora_asym, mlora or mlora_asym with rank `rank` on `base_field`'s default adapter targets."""
+        if name not in REPRESENTATIONS or name.startswith("mlp"):
+            raise ValueError(f"AdapterRepresentation takes lora, lora_asym, mlora or mlora_asym, got {name!r}.")
+        config = MLoraConfig(
+            r=rank,
+            mode="multiplicative" if name.startswith("mlora") else "additive",
+            asymmetric_mask=name.endswith("_asym"),
+            target_modules=target_modules or base_field.adapter_target_modules(),
+            **config_kwargs,
+        )
+        return cls(base_field, config, seed=seed)
+
     def initial_factors(self) -> dict[str, torch.Tensor]:
         return {name: value.detach().clone() for name, value in adapter_factors(self.model).items()}
 
-    def forward(
-        self, factors: Mapping[str, torch.Tensor], coords: torch.Tensor, chunk_size: int | None = None
+    def _batched_values(
+        self, factors: Mapping[str, torch.Tensor], coords: torch.Tensor, chunk_size: int
     ) -> torch.Tensor:
-        chunk_size = chunk_size or chunk_size_for((coords,), self._width)
+        # broadcast: the field's forward treats leading dimensions as batch dimensions, and every layer is Linear
         outputs = batched_forward(
             self.model, factors, coords, chunk_size=chunk_size, vectorize="broadcast", return_dict=False
         )
         return _first_output(outputs)
-
-    def loss_backward(
-        self,
-        factors: Mapping[str, torch.Tensor],
-        coords: torch.Tensor,
-        targets: torch.Tensor,
-        loss_fn: LossFn,
-        chunk_size: int | None = None,
-    ) -> torch.Tensor:
-        chunk_size = chunk_size or chunk_size_for((coords,), self._width)
-        return chunked_loss_backward(
-            lambda chunk_factors, chunk_coords: self.forward(chunk_factors, chunk_coords, chunk_size),
-            factors,
-            (coords,),
-            (targets,),
-            loss_fn,
-            chunk_size,
-        )
 
 
 class StandaloneMLPRepresentation(Representation):
@@ -185,32 +187,14 @@ class StandaloneMLPRepresentation(Representation):
             raise ValueError(f"Initial factors must have exactly the spec's names and shapes: {shapes}.")
         self._initial = self._apply_frozen({name: value.detach().clone() for name, value in factors.items()})
 
-    def forward(
-        self, factors: Mapping[str, torch.Tensor], coords: torch.Tensor, chunk_size: int | None = None
+    def _batched_values(
+        self, factors: Mapping[str, torch.Tensor], coords: torch.Tensor, chunk_size: int
     ) -> torch.Tensor:
-        chunk_size = chunk_size or chunk_size_for((coords,), self._width)
+        # vmap: each instance has whole weight matrices of its own, which plain nn.Linear cannot broadcast over
         outputs = batched_call(
             self.model, self._apply_frozen(factors), coords, chunk_size=chunk_size, vectorize="vmap", return_dict=False
         )
         return _first_output(outputs)
-
-    def loss_backward(
-        self,
-        factors: Mapping[str, torch.Tensor],
-        coords: torch.Tensor,
-        targets: torch.Tensor,
-        loss_fn: LossFn,
-        chunk_size: int | None = None,
-    ) -> torch.Tensor:
-        chunk_size = chunk_size or chunk_size_for((coords,), self._width)
-        return chunked_loss_backward(
-            lambda chunk_factors, chunk_coords: self.forward(chunk_factors, chunk_coords, chunk_size),
-            factors,
-            (coords,),
-            (targets,),
-            loss_fn,
-            chunk_size,
-        )
 
 
 def make_representation(
@@ -231,4 +215,22 @@ def make_representation(
         raise ValueError(f"Unknown representation {name!r}; expected one of {REPRESENTATIONS}.")
     if name.startswith("mlp"):
         return StandaloneMLPRepresentation(name, base_field.config, seed=seed, **kwargs)
-    return AdapterRepresentation(name, base_field, rank=rank, seed=seed, **kwargs)
+    return AdapterRepresentation.from_name(name, base_field, rank=rank, seed=seed, **kwargs)
+
+
+def representation_from_spec(spec: RepresentationSpec, base_field: NeuralFieldModel) -> Representation:
+    """The representation that decodes weights of `spec` on `base_field` (e.g. rows of a weight data set).
+
+    Raises a ValueError listing the differences if the base field cannot give exactly that spec (other layer
+    shapes, other layer names), rather than decoding into something else.
+    """
+    if spec.kind == "mlp":
+        representation: Representation = StandaloneMLPRepresentation(
+            spec.name, base_field.config, mask_ratio=spec.mask_ratio, mask_seed=spec.mask_seed, kappa=spec.kappa
+        )
+    else:
+        from .adapters import mlora_config_from_spec
+
+        representation = AdapterRepresentation(base_field, mlora_config_from_spec(spec))
+    spec.check_matches(representation.spec, what="this base field's representation")
+    return representation

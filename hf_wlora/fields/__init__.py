@@ -24,6 +24,7 @@ _LAZY_ATTRIBUTES: dict[str, str] = {
     "evaluate_field": ".field_function",
     "render_images": ".rendering",
     "to_pil": ".rendering",
+    "image_grid": ".rendering",
     "sdf_grid": ".meshing",
     "extract_mesh": ".meshing",
     "extract_meshes": ".meshing",
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     from .field_function import FieldFunction, evaluate_field
     from .meshing import MeshList, extract_mesh, extract_meshes, sdf_grid
     from .modeling_neural_field import ADAPTER_TARGET_REGEX, NeuralFieldModel, NeuralFieldOutput
-    from .rendering import render_images, to_pil
+    from .rendering import image_grid, render_images, to_pil
 
 __all__ = [
     "ADAPTER_TARGET_REGEX",
@@ -49,6 +50,7 @@ __all__ = [
     "extract_mesh",
     "extract_meshes",
     "image_coordinates",
+    "image_grid",
     "render_images",
     "sdf_grid",
     "to_pil",

@@ -48,3 +48,20 @@ def to_pil(images: Tensor) -> list[Image.Image]:
     if arrays.shape[-1] == 1:
         return [Image.fromarray(array[..., 0]) for array in arrays]
     return [Image.fromarray(array) for array in arrays]
+
+
+def image_grid(rows: list[Tensor], scale: int = 1, padding: int = 2) -> Image.Image:
+    """Tile rows of (N, H, W, C) images in [0, 1] into one RGB picture, enlarged `scale` times (nearest neighbour).
+
+    Rows may hold different numbers of images (shorter rows are left blank on the right) but one image size.
+    """
+    if not rows or any(row.dim() != 4 or row.shape[1:] != rows[0].shape[1:] for row in rows):
+        raise ValueError("image_grid needs a non-empty list of (N, H, W, C) tensors of one image size.")
+    height, width = rows[0].shape[1] * scale + padding, rows[0].shape[2] * scale + padding
+    columns = max(len(row) for row in rows)
+    grid = Image.new("RGB", (columns * width + padding, len(rows) * height + padding), "white")
+    for row_index, row in enumerate(rows):
+        for column_index, tile in enumerate(to_pil(row)):
+            tile = tile.convert("RGB").resize((tile.width * scale, tile.height * scale), Image.Resampling.NEAREST)
+            grid.paste(tile, (padding + column_index * width, padding + row_index * height))
+    return grid

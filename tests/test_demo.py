@@ -1,0 +1,35 @@
+"""`hf-wlora demo --quick` runs every stage the demo has and writes what it promises."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from hf_wlora.cli import main
+from hf_wlora.encoding import load_weight_dataset
+from hf_wlora.fields import NeuralFieldModel
+
+
+@pytest.mark.parametrize("modality", ["2d", "3d"])
+def test_quick_demo_writes_field_weights_picture_and_summary(modality: str, tmp_path: Path, capsys) -> None:
+    assert main(["demo", "--quick", "--modality", modality, "--output_dir", str(tmp_path)]) == 0
+    assert "hf_wlora demo" in capsys.readouterr().out
+    field = NeuralFieldModel.from_pretrained(tmp_path / "field_training" / "field")
+    assert field.config.baked and field.config.modality == ("image" if modality == "2d" else "shape")
+    weights = load_weight_dataset(tmp_path / "weights")
+    assert len(weights) == 6 and weights.spec.name == "mlora_asym"
+    picture = Image.open(tmp_path / "reconstructions.png")
+    assert picture.width > picture.height > 0  # two rows of six tiles
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["stage2"]["figures"]["num_instances"] == 6
+    assert summary["total_seconds"] > 0
+    assert (tmp_path / "summary.md").read_text().startswith(f"# hf_wlora demo ({modality})")
+
+
+def test_cli_rejects_unknown_commands(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["nope"])
+    assert "invalid choice" in capsys.readouterr().err
