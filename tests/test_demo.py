@@ -12,6 +12,9 @@ from hf_wlora.cli import main
 from hf_wlora.encoding import load_weight_dataset
 from hf_wlora.fields import NeuralFieldModel
 
+# Mean PSNR the demo's mlora_asym encoding of the built-in glyphs must clear at the default budget (measured: 25.3).
+MLORA_ASYM_MIN_PSNR = 23.0
+
 
 @pytest.mark.parametrize("modality", ["2d", "3d"])
 def test_quick_demo_writes_field_weights_picture_and_summary(modality: str, tmp_path: Path, capsys) -> None:
@@ -33,3 +36,18 @@ def test_cli_rejects_unknown_commands(capsys) -> None:
     with pytest.raises(SystemExit):
         main(["nope"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_full_demo_reconstructs_the_glyphs(tmp_path: Path) -> None:
+    """The default budget on the built-in glyphs (about 2 minutes): field and mlora_asym reconstructions clear bars.
+
+    Measured on the 2-core CPU machine (2026-11-26): base field 27.2 dB, mlora_asym encoding 25.3 dB mean PSNR over
+    the 128 glyphs; the bars leave a margin for other machines' rounding.
+    """
+    from hf_wlora.demo import run_demo
+
+    summary = run_demo(tmp_path, "2d").summary
+    assert summary["stage1"]["metrics"]["psnr"] > 25.0
+    assert summary["stage2"]["figures"]["score_mean"] > MLORA_ASYM_MIN_PSNR
+    assert summary["stage2"]["figures"]["num_non_finite_scores"] == 0
