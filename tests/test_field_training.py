@@ -65,6 +65,7 @@ def tiny_config(output_dir: Path, **overrides: Any) -> FieldTrainingConfig:
         ({"mixed_precision": "fp8"}, "mixed_precision must be one of"),
         ({"model": {"modality": "shape"}}, "contradicts the image data source"),
         ({"model_preset": "huge"}, "model_preset must be one of"),
+        ({"model": {"out_dim": 1}}, "image sources give RGB images; drop model.out_dim"),
     ],
 )
 def test_config_rejects_bad_values_with_the_fix(change: dict[str, Any], message: str) -> None:

@@ -187,6 +187,10 @@ class FieldTrainingConfig:
                 f"model.modality={self.model['modality']!r} contradicts the {self.modality} data source {self.data!r}; "
                 "drop model.modality (it is set from the data)."
             )
+        if self.modality == "image" and self.model.get("out_dim", 3) != 3:
+            raise ValueError(
+                f"model.out_dim={self.model['out_dim']!r}, but image sources give RGB images; drop model.out_dim."
+            )
         if self.model_preset is not None and self.model_preset not in MODEL_PRESETS:
             raise ValueError(f"model_preset must be one of {MODEL_PRESETS} or null, got {self.model_preset!r}.")
         positive_ints = ["sdf_samples", "checkpoint_every", "keep_checkpoints", "log_every"]

@@ -66,7 +66,9 @@ class FieldTrainingResult:
         codes_path: `codes.safetensors`: `mu` and `logvar` (N, latent_dim) and `labels` (N,); the instance ids are
             in the file's metadata (`ids`, a JSON list).
         metrics_path: `metrics.json`, the same values as `metrics`.
-        metrics: final PSNR (images) or Chamfer distance (shapes) of the EMA field at z = mu, steps and times.
+        metrics: final PSNR (images) or Chamfer distance (shapes) of the EMA field at z = mu, steps, and times:
+            `train_time_s` (the training loop, summed over resumed invocations) and `wall_time_s` (this invocation
+            from setup to the end of training; the final evaluation and export are not included).
         step: the global step the run stopped at.
     """
 
@@ -136,6 +138,7 @@ class FieldTrainer:
     """One stage-1 run. `train_field(config)` is the usual entry point; this class keeps the pieces together."""
 
     def __init__(self, config: FieldTrainingConfig, on_step: StepCallback | None = None) -> None:
+        self.started = time.perf_counter()
         self.config = config
         self.on_step = on_step
         self.output_dir = Path(config.output_dir)
@@ -193,15 +196,17 @@ class FieldTrainer:
             config.to_yaml(self.output_dir / "training_config.yaml")
         if config.log_with:
             accelerator.init_trackers("hf_wlora-field", config={k: str(v) for k, v in config.to_dict().items()})
-        started = time.perf_counter()
         bar = tqdm(total=stop, initial=self.progress.step, disable=not accelerator.is_local_main_process)
         segment_start = time.perf_counter()
         while self.progress.step < stop:
-            logs = self._train_step(self.progress.step)
+            losses = self._train_step(self.progress.step)
             self.progress.step += 1
             step = self.progress.step
             bar.update(1)
-            if step % config.log_every == 0 or step == stop:
+            is_log_step = step % config.log_every == 0 or step == stop
+            if is_log_step or self.on_step is not None:  # reading the losses waits for the device: only when needed
+                logs = self._logs(losses)
+            if is_log_step:
                 reduced = self._reduce(logs)
                 bar.set_postfix({key: f"{value:.4g}" for key, value in reduced.items()})
                 accelerator.log(reduced, step=step)
@@ -213,11 +218,12 @@ class FieldTrainer:
                 save_checkpoint(accelerator, self.checkpoint_root, step, config.keep_checkpoints)
         bar.close()
         self.progress.train_time_s += time.perf_counter() - segment_start
-        result = self._export(wall_time_s=time.perf_counter() - started)
+        result = self._export(wall_time_s=time.perf_counter() - self.started)
         accelerator.end_training()
         return result
 
-    def _train_step(self, step: int) -> dict[str, float]:
+    def _train_step(self, step: int) -> dict[str, torch.Tensor]:
+        """One optimiser step at global `step`; returns this process's losses as tensors (still on the device)."""
         config, accelerator = self.config, self.accelerator
         stage_index, step_in_stage = stage_at(config.stages, step)
         stage, batch_size = config.stages[stage_index], self.batch_sizes[stage_index]
@@ -248,9 +254,12 @@ class FieldTrainer:
         self.optimizer.step()
         self.ema.update(self._unwrapped.field)
 
-        logs = {"loss": loss.detach(), "reconstruction": reconstruction.detach(), "kl": kl.detach()}
-        logs = {key: float(value) for key, value in logs.items()}
-        logs["stage"] = float(stage_index)
+        return {"loss": loss.detach(), "reconstruction": reconstruction.detach(), "kl": kl.detach()}
+
+    def _logs(self, losses: dict[str, torch.Tensor]) -> dict[str, float]:
+        """This process's losses as floats, with the stage and (images) the batch PSNR."""
+        logs = {key: float(value) for key, value in losses.items()}
+        logs["stage"] = float(stage_at(self.config.stages, self.progress.step - 1)[0])
         if self.data.modality == "image":
             logs["psnr"] = psnr_from_mse(logs["reconstruction"])
         return logs
