@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..._templates import card_template
-from .config import FieldTrainingConfig
+from .config import SECTION, FieldTrainingConfig
 
 TEMPLATE_NAME = "field_card.md"
 
@@ -83,6 +83,7 @@ def write_field_card(
         num_instances=metrics["num_instances"],
         num_classes=num_classes,
         steps=metrics["steps"],
+        total_steps=config.total_steps,
         stages=config.stages,
         train_time=_duration(metrics["train_time_s"]),
         hardware=hardware,
@@ -94,7 +95,7 @@ def write_field_card(
         resolution=config.stages[-1].resolution,
         load_path=folder.as_posix(),
         codes_path=codes_path.as_posix(),
-        config_yaml=yaml.safe_dump(config.to_dict(), sort_keys=False),
+        config_yaml=yaml.safe_dump({SECTION: config.to_dict()}, sort_keys=False),
     )
     path = folder / "README.md"
     card.save(path)

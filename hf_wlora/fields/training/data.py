@@ -6,7 +6,8 @@
 - Shapes: `sdf_samples` (points, signed distance) pairs per shape, drawn once with `hf_wlora.data.sample_sdf`
   (seeded per instance) and cached in `output_dir/sdf_samples.safetensors`, so a resumed run and every process
   train on identical samples without drawing them again. The loss is DeepSDF's L1 on distances clamped to
-  [-sdf_clamp, sdf_clamp]: accuracy near the surface matters, far-away values do not.
+  [-sdf_clamp, sdf_clamp] (accuracy near the surface matters, far-away values do not), made to keep a gradient
+  where DeepSDF's has none (`ShapeTrainingData.loss`).
 """
 
 from __future__ import annotations
