@@ -254,16 +254,19 @@ debug_launcher(lambda: train_field(config), num_processes=2)
 def test_two_processes_train_the_same_field_as_one(tmp_path: Path) -> None:
     # debug_launcher forks: run it from a fresh interpreter, since a fork of a process that already ran torch's
     # OpenMP thread pool (this one) hangs in the child's first parallel op
+    # 30 steps cover both stages. Later the float rounding of the two reductions grows chaotically under Adam
+    # (measured max difference: 1.3e-6 at step 30, 1.2e-4 at step 45, 8.8e-4 at step 60), which says nothing about
+    # the distributed code, so the comparison stops at step 30.
     two = tmp_path / "two"
-    tiny_config(two).to_yaml(tmp_path / "two.yaml")
+    tiny_config(two, max_steps=30).to_yaml(tmp_path / "two.yaml")
     done = subprocess.run(
         [sys.executable, "-c", TWO_PROCESSES, str(tmp_path / "two.yaml")], capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    one = train_field(tiny_config(tmp_path / "one")).output_dir
+    one = train_field(tiny_config(tmp_path / "one", max_steps=30)).output_dir
     assert json.loads((two / "metrics.json").read_text())["num_processes"] == 2
     assert {"random_states_0.pkl", "random_states_1.pkl"} <= {
-        p.name for p in (two / "checkpoints/step-000060").iterdir()
+        p.name for p in (two / "checkpoints/step-000030").iterdir()
     }
     # each process trains on its half of the same global batch with the same noise: only the order of the gradient
     # reduction differs
