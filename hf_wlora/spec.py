@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -270,6 +270,60 @@ class RepresentationSpec:
     def num_parameters(self) -> int:
         """Length of one instance's flattened weight vector."""
         return sum(math.prod(shape) for shape in self.factor_shapes().values())
+
+    def flatten(self, factors: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Concatenate factors (each `(*batch, *factor_shape)`) into weight vectors `(*batch, num_parameters)`.
+
+        The order is the spec's factor order, row-major within a factor: the layout every flat weight vector of this
+        spec uses (the diffusion model's samples, its normalisation statistics). `unflatten` is the exact inverse.
+        """
+        shapes = self.factor_shapes()
+        missing, unexpected = sorted(shapes.keys() - factors.keys()), sorted(factors.keys() - shapes.keys())
+        if missing or unexpected:
+            raise ValueError(
+                f"The factors do not match the spec ({self.name}): missing {missing}, unexpected {unexpected}."
+            )
+        pieces, batch = [], None
+        for name, shape in shapes.items():
+            value = factors[name]
+            lead = tuple(value.shape[: value.dim() - len(shape)])
+            if tuple(value.shape[len(lead) :]) != shape or (batch is not None and lead != batch):
+                raise ValueError(
+                    f"Factor {name!r} has shape {tuple(value.shape)}; expected (*batch, *{shape}) with the same batch "
+                    f"dimensions as the other factors{f' {batch}' if batch is not None else ''}."
+                )
+            batch = lead
+            pieces.append(value.reshape(*lead, -1))
+        return torch.cat(pieces, dim=-1)
+
+    def unflatten(self, vectors: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Split weight vectors `(*batch, num_parameters)` into factors `(*batch, *factor_shape)` (views)."""
+        if vectors.dim() < 1 or vectors.shape[-1] != self.num_parameters:
+            raise ValueError(
+                f"Weight vectors of the spec {self.name} have {self.num_parameters} entries, got shape "
+                f"{tuple(vectors.shape)}: these weights belong to another representation."
+            )
+        shapes = self.factor_shapes()
+        sizes = [math.prod(shape) for shape in shapes.values()]
+        lead = vectors.shape[:-1]
+        return {
+            name: piece.reshape(*lead, *shape)
+            for (name, shape), piece in zip(shapes.items(), vectors.split(sizes, dim=-1), strict=True)
+        }
+
+    def frozen_entries(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The asymmetric mask over the flat weight vector: (frozen (P,) bool, values (P,) float32).
+
+        `values` holds each frozen entry's value (0 elsewhere); a symmetric spec freezes nothing.
+        """
+        frozen = {name: torch.zeros(shape, dtype=torch.bool) for name, shape in self.factor_shapes().items()}
+        values = {name: torch.zeros(shape) for name, shape in self.factor_shapes().items()}
+        if self.asymmetric:
+            for layer in self.layers:
+                name = self.masked_factor(layer.name)
+                frozen[name] = self.mask(layer.name)
+                values[name] = torch.where(frozen[name], self.frozen_values(layer.name), 0.0)
+        return self.flatten(frozen), self.flatten(values)
 
     def masked_factor(self, layer_name: str) -> str:
         """Name of the factor of `layer_name` that carries the asymmetric mask."""

@@ -22,7 +22,8 @@ from safetensors.torch import load_file
 import hf_wlora.fields.registration  # noqa: F401  (registers model_type="neural_field" with the Auto classes)
 from hf_wlora.fields import NeuralFieldModel
 from hf_wlora.fields.training import FieldTrainingConfig, VariationalCodes, kl_divergence, train_field
-from hf_wlora.fields.training.schedule import batch_instances, lr_factor, stage_at, step_generator
+from hf_wlora.fields.training.schedule import stage_at
+from hf_wlora.training.schedule import batch_instances, lr_factor, step_generator
 
 ROOT = Path(__file__).parent.parent
 TINY_MODEL = {"hidden_size": 32, "num_layers": 2, "num_fourier_features": 16, "latent_dim": 8, "mapping_layers": 1}

@@ -142,9 +142,12 @@ def load_base_field(config: EncodeConfig) -> tuple[Any, str | None]:
 
 
 def instance_targets(
-    instances: list[Any], modality: str, config: EncodeConfig, indices: list[int]
+    instances: list[Any], modality: str, points_per_shape: int, indices: list[int]
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Coordinates and targets of a batch: shared pixel centres (P, 2) for images, samples (B, P, 3) for shapes."""
+    """Coordinates and targets of a batch: shared pixel centres (P, 2) for images, samples (B, P, 3) for shapes.
+
+    Each shape draws `points_per_shape` SDF samples seeded by its index in `indices`.
+    """
     from ..data import sample_sdf
     from ..fields import image_coordinates
 
@@ -154,9 +157,7 @@ def instance_targets(
             raise ValueError("Images of one data set must share one size; pass data_options resolution=...")
         height, width = images.shape[1:3]
         return image_coordinates(height, width), torch.from_numpy(images).reshape(len(instances), -1, 3).float()
-    samples = [
-        sample_sdf(shape, config.points_per_shape, seed=index) for shape, index in zip(instances, indices, strict=True)
-    ]
+    samples = [sample_sdf(shape, points_per_shape, seed=index) for shape, index in zip(instances, indices, strict=True)]
     coords = torch.stack([torch.as_tensor(points, dtype=torch.float32) for points, _ in samples])
     values = torch.stack([torch.as_tensor(sdf, dtype=torch.float32).reshape(-1, 1) for _, sdf in samples])
     return coords, values
@@ -229,7 +230,7 @@ def encode(config: EncodeConfig, progress: bool = True) -> EncodeResult:
     modality = representation.modality
     if isinstance(representation, StandaloneMLPRepresentation):
         # HyperDiffusion: every instance starts from the first instance's fit (every process computes the same one).
-        coords, targets = instance_targets([source[0]], modality, config, [0])
+        coords, targets = instance_targets([source[0]], modality, config.points_per_shape, [0])
         first = fit_instances(representation, coords, targets, config.fit_settings())
         representation.set_initial_factors({name: value[0] for name, value in first.factors.items()})
     info = WeightDatasetInfo(
@@ -250,7 +251,7 @@ def encode(config: EncodeConfig, progress: bool = True) -> EncodeResult:
     bar = tqdm(batches, desc=f"encoding {representation.name}", disable=not (progress and state.is_main_process))
     for batch in bar:
         instances = [source[index] for index in batch]
-        coords, targets = instance_targets(instances, modality, config, batch)
+        coords, targets = instance_targets(instances, modality, config.points_per_shape, batch)
         result = fit_instances(representation, coords, targets, config.fit_settings())
         scores = reconstruction_scores(representation, result.factors, instances, coords, targets, config)
         labels = [instance.label for instance in instances]

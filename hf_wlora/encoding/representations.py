@@ -218,19 +218,25 @@ def make_representation(
     return AdapterRepresentation.from_name(name, base_field, rank=rank, seed=seed, **kwargs)
 
 
-def representation_from_spec(spec: RepresentationSpec, base_field: NeuralFieldModel) -> Representation:
+def representation_from_spec(spec: RepresentationSpec, base_field: NeuralFieldModel, seed: int = 0) -> Representation:
     """The representation that decodes weights of `spec` on `base_field` (e.g. rows of a weight data set).
 
-    Raises a ValueError listing the differences if the base field cannot give exactly that spec (other layer
-    shapes, other layer names), rather than decoding into something else.
+    `seed` fixes the initial factors (as in `make_representation`): pass the encoding's seed to fit new instances
+    exactly as the data set's were. Raises a ValueError listing the differences if the base field cannot give exactly
+    that spec (other layer shapes, other layer names), rather than decoding into something else.
     """
     if spec.kind == "mlp":
         representation: Representation = StandaloneMLPRepresentation(
-            spec.name, base_field.config, mask_ratio=spec.mask_ratio, mask_seed=spec.mask_seed, kappa=spec.kappa
+            spec.name,
+            base_field.config,
+            seed=seed,
+            mask_ratio=spec.mask_ratio,
+            mask_seed=spec.mask_seed,
+            kappa=spec.kappa,
         )
     else:
         from .adapters import mlora_config_from_spec
 
-        representation = AdapterRepresentation(base_field, mlora_config_from_spec(spec))
+        representation = AdapterRepresentation(base_field, mlora_config_from_spec(spec), seed=seed)
     spec.check_matches(representation.spec, what="this base field's representation")
     return representation

@@ -18,7 +18,6 @@ _LAZY_ATTRIBUTES: dict[str, str] = {
     "VariationalCodes": ".codes",
     "AutoDecoder": ".codes",
     "kl_divergence": ".codes",
-    "FieldEMA": ".ema",
     "FieldTrainer": ".trainer",
     "FieldTrainingResult": ".trainer",
     "train_field": ".trainer",
@@ -27,12 +26,10 @@ _LAZY_ATTRIBUTES: dict[str, str] = {
 if TYPE_CHECKING:
     from .codes import AutoDecoder, VariationalCodes, kl_divergence
     from .config import FieldTrainingConfig, StageConfig
-    from .ema import FieldEMA
     from .trainer import FieldTrainer, FieldTrainingResult, train_field
 
 __all__ = [
     "AutoDecoder",
-    "FieldEMA",
     "FieldTrainer",
     "FieldTrainingConfig",
     "FieldTrainingResult",

@@ -2,7 +2,8 @@
 
 Read top to bottom: set up (data, model, optimiser, EMA, resume), loop over the progressive schedule, export.
 
-Per step: the step's instances and random draws come from `schedule` (pure functions of the seed and the step);
+Per step: the step's instances and random draws come from `hf_wlora.training.schedule` (pure functions of the seed
+and the step);
 each process takes its share of the global batch, decodes z = mu + sigma * eps at the stage's coordinates, and
 minimises reconstruction + kl_weight * KL; Accelerate averages the gradients. After the optimiser step the EMA of
 the field moves. Checkpoints restore model, optimiser, EMA, step and (through the step) the schedule position and
@@ -14,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,16 +25,18 @@ import torch
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
+from ...training.checkpoints import TrainingProgress, list_checkpoints, save_checkpoint
+from ...training.distributed import check_world_size
+from ...training.ema import ModelEMA
+from ...training.schedule import batch_instances, lr_factor, step_generator
 from ..configuration_neural_field import NeuralFieldConfig
 from ..modeling_neural_field import NeuralFieldModel
 from .card import field_card_template, write_field_card
-from .checkpoints import TrainingProgress, list_checkpoints, save_checkpoint
 from .codes import AutoDecoder, VariationalCodes
 from .config import FieldTrainingConfig
 from .data import ImageTrainingData, ShapeTrainingData, build_training_data
-from .ema import FieldEMA
 from .evaluate import image_psnr, shape_chamfer
-from .schedule import batch_instances, lr_factor, stage_at, step_generator
+from .schedule import stage_at
 
 logger = logging.getLogger(__name__)
 
@@ -84,18 +86,6 @@ class FieldTrainingResult:
 def psnr_from_mse(mse: float) -> float:
     """PSNR in dB of [0, 1] images with mean squared error `mse`, for the progress bar and logs."""
     return math.inf if mse <= 0 else -10.0 * math.log10(mse)
-
-
-def check_world_size(accelerator: Accelerator) -> None:
-    """Fail when the launcher started more processes than the Accelerator sees (e.g. CPU-mode `--multi_gpu`
-    without `ACCELERATE_USE_CPU=1` runs independent copies that would all write the same outputs)."""
-    expected = os.environ.get("WORLD_SIZE")
-    if expected is not None and int(expected) != accelerator.num_processes:
-        raise RuntimeError(
-            f"WORLD_SIZE={expected} processes were launched but the Accelerator sees {accelerator.num_processes}: "
-            "the processes are not one distributed run. On CPU launch with `ACCELERATE_USE_CPU=1 accelerate "
-            "launch --multi_gpu --num_processes N ...`; on GPUs check `accelerate config`."
-        )
 
 
 def _fingerprint(config: FieldTrainingConfig) -> dict[str, Any]:
@@ -167,7 +157,7 @@ class FieldTrainer:
             betas=config.adam_betas,
         )
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
-        self.ema = FieldEMA(self._unwrapped.field, config.ema_decay)
+        self.ema = ModelEMA(self._unwrapped.field, config.ema_decay)
         self.progress = TrainingProgress(_fingerprint(config))
         # Order matters: load_state restores custom objects by registration index.
         self.accelerator.register_for_checkpointing(self.ema, self.progress)
@@ -351,4 +341,4 @@ def train_field(config: FieldTrainingConfig, on_step: StepCallback | None = None
     return FieldTrainer(config, on_step).train()
 
 
-__all__ = ["FieldTrainer", "FieldTrainingResult", "check_world_size", "train_field"]
+__all__ = ["FieldTrainer", "FieldTrainingResult", "train_field"]

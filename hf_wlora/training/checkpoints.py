@@ -1,7 +1,7 @@
-"""Checkpoints of a stage-1 run: `output_dir/checkpoints/step-XXXXXX`, written atomically, the last K kept.
+"""Checkpoints of a training run (stage 1 or 3): `output_dir/checkpoints/step-XXXXXX`, atomic, the last K kept.
 
 A checkpoint is `accelerator.save_state`'s folder (our own local files: the model as safetensors, the optimiser,
-RNG states, and the registered custom objects, i.e. the EMA and `TrainingProgress`). It is written to
+RNG states, and the registered custom objects, e.g. the EMA and `TrainingProgress`). It is written to
 `step-XXXXXX.tmp` and renamed when complete, so a run killed while saving never resumes from half a checkpoint.
 """
 
@@ -23,8 +23,8 @@ class TrainingProgress:
     Attributes:
         step: optimiser steps done (the stage and data order are recomputed from it).
         train_time_s: training wall time summed over the invocations of the run.
-        fingerprint: the settings that change the numbers (see `FieldTrainer`); a resume with other values is
-            refused, since it could not reproduce the uninterrupted run.
+        fingerprint: the settings that change the numbers (all but run control such as output_dir); a resume with
+            other values is refused, since it could not reproduce the uninterrupted run.
     """
 
     def __init__(self, fingerprint: dict[str, Any]) -> None:

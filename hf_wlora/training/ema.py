@@ -1,7 +1,8 @@
-"""Exponential moving average of the field weights: the copy that is evaluated and exported.
+"""Exponential moving average of a model's weights: the copy that is evaluated and exported.
 
-Averaging the last few hundred steps smooths out the noise of small-batch Adam updates, so the exported field is
-a better and more stable base than the last iterate (the StyleGAN / diffusion-model practice).
+Averaging the last few hundred steps smooths out the noise of small-batch Adam updates, so the exported model (the
+base field of stage 1, the diffusion transformer of stage 3) is better and more stable than the last iterate (the
+StyleGAN / diffusion-model practice).
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ import torch
 from torch import nn
 
 
-class FieldEMA:
+class ModelEMA:
     """An EMA copy of a module, with the usual warm-up: decay_t = min(decay, (1 + t) / (10 + t)).
 
     The warm-up keeps short runs meaningful: early on the average follows the fast-changing weights closely
-    instead of remembering the random init for ~1 / (1 - decay) steps. Buffers (the Fourier frequencies) are copied.
+    instead of remembering the random init for ~1 / (1 - decay) steps. Buffers (e.g. a field's Fourier frequencies)
+    are copied.
     It has `state_dict` / `load_state_dict`, so `accelerator.register_for_checkpointing` saves and restores it.
     """
 
@@ -50,4 +52,4 @@ class FieldEMA:
         self.num_updates = int(state["num_updates"])
 
 
-__all__ = ["FieldEMA"]
+__all__ = ["ModelEMA"]

@@ -1,0 +1,22 @@
+"""Launch guards shared by the training loops (stages 1 and 3) under `accelerate launch`."""
+
+from __future__ import annotations
+
+import os
+
+from accelerate import Accelerator
+
+
+def check_world_size(accelerator: Accelerator) -> None:
+    """Fail when the launcher started more processes than the Accelerator sees (e.g. CPU-mode `--multi_gpu`
+    without `ACCELERATE_USE_CPU=1` runs independent copies that would all write the same outputs)."""
+    expected = os.environ.get("WORLD_SIZE")
+    if expected is not None and int(expected) != accelerator.num_processes:
+        raise RuntimeError(
+            f"WORLD_SIZE={expected} processes were launched but the Accelerator sees {accelerator.num_processes}: "
+            "the processes are not one distributed run. On CPU launch with `ACCELERATE_USE_CPU=1 accelerate "
+            "launch --multi_gpu --num_processes N ...`; on GPUs check `accelerate config`."
+        )
+
+
+__all__ = ["check_world_size"]
