@@ -61,6 +61,17 @@ def list_checkpoints(root: Path) -> list[Path]:
     return sorted(found, key=lambda path: int(path.name.split("-")[1]))
 
 
+def checkpoint_to_resume(output_dir: Path, root: Path, resume: bool) -> Path | None:
+    """The latest checkpoint under `root` when resuming; refuses to overwrite a run that was not asked to resume."""
+    checkpoints = list_checkpoints(root)
+    if checkpoints and not resume:
+        raise ValueError(
+            f"{output_dir} already holds checkpoints (latest {checkpoints[-1].name}): pass --resume to continue that "
+            "run, or choose a new output_dir."
+        )
+    return checkpoints[-1] if checkpoints else None
+
+
 def save_checkpoint(accelerator: Accelerator, root: Path, step: int, keep: int) -> Path:
     """Save the accelerator's state at `step` (all processes call this) and delete all but the last `keep`."""
     final = root / f"step-{step:06d}"
@@ -80,4 +91,4 @@ def save_checkpoint(accelerator: Accelerator, root: Path, step: int, keep: int) 
     return final
 
 
-__all__ = ["TrainingProgress", "list_checkpoints", "save_checkpoint"]
+__all__ = ["TrainingProgress", "checkpoint_to_resume", "list_checkpoints", "save_checkpoint"]

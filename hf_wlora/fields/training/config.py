@@ -7,36 +7,23 @@ trained, so a typo never silently falls back to a default.
 
 from __future__ import annotations
 
-import difflib
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
 
 from ...data.sources import parse_data_source
+from ...training.config_checks import (
+    RecipeSection,
+    check_positive_int,
+    check_run_settings,
+    is_int,
+    is_number,
+    reject_unknown,
+)
 
 IMAGE_SOURCES = ("builtin-glyphs", "image-folder", "hf-images")
 MODEL_PRESETS = ("paper",)
-MIXED_PRECISIONS = ("no", "fp16", "bf16")
-LR_SCHEDULES = ("constant", "cosine")
 SECTION = "train_field"  # this stage's section of a recipe YAML
 DEFAULT_LR_FIELD = {"image": 1e-2, "shape": 5e-3}
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _reject_unknown(data: dict[str, Any], allowed: list[str], where: str) -> None:
-    """Raise for keys not in `allowed`, suggesting the closest valid key."""
-    for key in data:
-        if key not in allowed:
-            close = difflib.get_close_matches(str(key), allowed, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ValueError(f"{where}: unknown key {key!r}.{hint} Valid keys: {', '.join(sorted(allowed))}.")
 
 
 @dataclass
@@ -62,20 +49,20 @@ class StageConfig:
         if not isinstance(data, dict):
             raise ValueError(f"{where} must be a mapping such as {{steps: 500, batch_size: 32, resolution: 16}}.")
         allowed = [f.name for f in fields(cls)]
-        _reject_unknown(data, allowed, where)
+        reject_unknown(data, allowed, where)
         for required in ("steps", "batch_size"):
             if required not in data:
                 raise ValueError(f"{where}: missing {required!r}.")
         stage = cls(**data)
         for name in allowed:
             value = getattr(stage, name)
-            if (value is not None or name in ("steps", "batch_size")) and (not _is_int(value) or value <= 0):
+            if (value is not None or name in ("steps", "batch_size")) and (not is_int(value) or value <= 0):
                 raise ValueError(f"{where}: {name} must be a positive integer, got {value!r}.")
         return stage
 
 
 @dataclass
-class FieldTrainingConfig:
+class FieldTrainingConfig(RecipeSection):
     """Settings of a stage-1 run (the variational auto-decoder). See the README for a walk-through.
 
     Attributes:
@@ -150,6 +137,8 @@ class FieldTrainingConfig:
     eval_resolution: int = 64
     eval_points: int = 10000
 
+    section: ClassVar[str] = SECTION
+
     def __post_init__(self) -> None:
         self.stages = [
             stage if isinstance(stage, StageConfig) else StageConfig.from_dict(stage, i)
@@ -199,49 +188,21 @@ class FieldTrainingConfig:
             )
         if self.model_preset is not None and self.model_preset not in MODEL_PRESETS:
             raise ValueError(f"model_preset must be one of {MODEL_PRESETS} or null, got {self.model_preset!r}.")
-        positive_ints = ["sdf_samples", "checkpoint_every", "keep_checkpoints", "log_every"]
-        positive_ints += ["eval_instances", "eval_points"]
-        for name in positive_ints:
-            self._check_positive_int(name)
-        for name in ("max_instances", "max_steps"):
-            if getattr(self, name) is not None:
-                self._check_positive_int(name)
-        if not _is_int(self.eval_resolution) or self.eval_resolution < 8:
+        check_run_settings(self)
+        for name in ("sdf_samples", "eval_instances", "eval_points"):
+            check_positive_int(self, name)
+        if self.max_instances is not None:
+            check_positive_int(self, "max_instances")
+        if not is_int(self.eval_resolution) or self.eval_resolution < 8:
             raise ValueError(f"eval_resolution must be an integer >= 8, got {self.eval_resolution!r}.")
-        if not _is_int(self.seed) or self.seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}.")
         for name in ("lr_field", "lr_codes", "code_init_std", "sdf_clamp"):
             value = getattr(self, name)
-            if not _is_number(value) or not value > 0:
+            if not is_number(value) or not value > 0:
                 raise ValueError(f"{name} must be a positive number, got {value!r}.")
-        if not _is_number(self.kl_weight) or self.kl_weight < 0:
+        if not is_number(self.kl_weight) or self.kl_weight < 0:
             raise ValueError(f"kl_weight must be a non-negative number, got {self.kl_weight!r}.")
-        if not _is_number(self.code_init_logvar):
+        if not is_number(self.code_init_logvar):
             raise ValueError(f"code_init_logvar must be a number, got {self.code_init_logvar!r}.")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}.")
-        if not _is_number(self.min_lr_ratio) or not 0 <= self.min_lr_ratio <= 1:
-            raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio!r}.")
-        if not _is_number(self.ema_decay) or not 0 <= self.ema_decay < 1:
-            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}.")
-        if self.max_grad_norm is not None and (not _is_number(self.max_grad_norm) or not self.max_grad_norm > 0):
-            raise ValueError(f"max_grad_norm must be a positive number or null, got {self.max_grad_norm!r}.")
-        betas = self.adam_betas
-        if not (isinstance(betas, tuple) and len(betas) == 2 and all(_is_number(b) and 0 <= b < 1 for b in betas)):
-            raise ValueError(f"adam_betas must be two numbers in [0, 1), got {betas!r}.")
-        if not isinstance(self.resume, bool):
-            raise ValueError(f"resume must be true or false, got {self.resume!r}.")
-        if not isinstance(self.output_dir, str) or not self.output_dir:
-            raise ValueError(f"output_dir must be a non-empty path, got {self.output_dir!r}.")
-        if not isinstance(self.log_with, list) or not all(isinstance(t, str) for t in self.log_with):
-            raise ValueError(f"log_with must be a list of tracker names, got {self.log_with!r}.")
-        if self.mixed_precision not in MIXED_PRECISIONS:
-            raise ValueError(f"mixed_precision must be one of {MIXED_PRECISIONS}, got {self.mixed_precision!r}.")
-
-    def _check_positive_int(self, name: str) -> None:
-        value = getattr(self, name)
-        if not _is_int(value) or value <= 0:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
 
     def _check_stage(self, index: int, stage: StageConfig) -> None:
         where = f"stages[{index}]"
@@ -263,50 +224,6 @@ class FieldTrainingConfig:
                     f"{where}: points={stage.points} exceeds sdf_samples={self.sdf_samples} (the cached samples per "
                     "shape); raise sdf_samples or lower points."
                 )
-
-    @classmethod
-    def from_dict(cls, data: Any, **overrides: Any) -> FieldTrainingConfig:
-        """Build from a mapping (as read from YAML); `overrides` whose value is not None replace its entries."""
-        if not isinstance(data, dict):
-            raise ValueError(f"a field training config must be a mapping of keys to values, got {type(data).__name__}.")
-        data = {**data, **{key: value for key, value in overrides.items() if value is not None}}
-        _reject_unknown(data, [f.name for f in fields(cls)], "FieldTrainingConfig")
-        for required in ("data", "stages"):
-            if required not in data:
-                raise ValueError(f"FieldTrainingConfig: missing {required!r}.")
-        return cls(**data)
-
-    @classmethod
-    def from_yaml(cls, path: str | Path, section: str = SECTION, **overrides: Any) -> FieldTrainingConfig:
-        """Read the `train_field` section of a recipe YAML (or the whole file if it has no such section).
-
-        A recipe holds one section per stage (`train_field`, `encode`, ...), so one file describes a whole
-        pipeline. `overrides` (e.g. output_dir, max_steps from the command line) replace its values.
-        """
-        import yaml
-
-        path = Path(path)
-        if not path.is_file():
-            raise ValueError(f"config file {path} does not exist.")
-        with path.open() as handle:
-            document = yaml.safe_load(handle)
-        data = document.get(section, document) if isinstance(document, dict) else document
-        try:
-            return cls.from_dict(data, **overrides)
-        except ValueError as error:
-            raise ValueError(f"{path}: {error}") from error
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain mapping (YAML/JSON-friendly) that `from_dict` reads back."""
-        data = asdict(self)
-        data["adam_betas"] = list(self.adam_betas)
-        return data
-
-    def to_yaml(self, path: str | Path) -> None:
-        """Write a recipe YAML with this config as its `train_field` section."""
-        import yaml
-
-        Path(path).write_text(yaml.safe_dump({SECTION: self.to_dict()}, sort_keys=False))
 
 
 __all__ = ["FieldTrainingConfig", "StageConfig"]

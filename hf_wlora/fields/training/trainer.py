@@ -25,7 +25,7 @@ import torch
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
-from ...training.checkpoints import TrainingProgress, list_checkpoints, save_checkpoint
+from ...training.checkpoints import TrainingProgress, checkpoint_to_resume, save_checkpoint
 from ...training.distributed import check_world_size
 from ...training.ema import ModelEMA
 from ...training.schedule import batch_instances, lr_factor, step_generator
@@ -140,7 +140,7 @@ class FieldTrainer:
             project_dir=str(self.output_dir),
         )
         check_world_size(self.accelerator)
-        self.latest_checkpoint = self._checkpoint_to_resume()
+        self.latest_checkpoint = checkpoint_to_resume(self.output_dir, self.checkpoint_root, config.resume)
 
         with self.accelerator.main_process_first():  # the main process draws and caches SDF samples first
             self.data: ImageTrainingData | ShapeTrainingData = build_training_data(
@@ -168,15 +168,6 @@ class FieldTrainer:
     @property
     def _unwrapped(self) -> AutoDecoder:
         return self.accelerator.unwrap_model(self.model)
-
-    def _checkpoint_to_resume(self) -> Path | None:
-        checkpoints = list_checkpoints(self.checkpoint_root)
-        if checkpoints and not self.config.resume:
-            raise ValueError(
-                f"{self.output_dir} already holds checkpoints (latest {checkpoints[-1].name}): pass --resume to "
-                "continue that run, or choose a new output_dir."
-            )
-        return checkpoints[-1] if checkpoints else None
 
     def train(self) -> FieldTrainingResult:
         config, accelerator = self.config, self.accelerator

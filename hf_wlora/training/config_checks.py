@@ -1,0 +1,124 @@
+"""Recipe sections as validated dataclasses: what the stage-1 and stage-3 training configs share.
+
+A recipe YAML holds one section per stage (`train_field`, `encode`, `train`); `RecipeSection` reads and writes one
+section, rejects unknown keys with the closest valid one as a hint, and `check_run_settings` validates the run
+control every training loop has (checkpoints, logging, EMA, clipping, learning-rate schedule, mixed precision), so a
+typo or a bad value fails before anything is loaded or trained.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+MIXED_PRECISIONS = ("no", "fp16", "bf16")
+LR_SCHEDULES = ("constant", "cosine")
+
+Section = TypeVar("Section", bound="RecipeSection")
+
+
+def is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def reject_unknown(data: dict[str, Any], allowed: list[str], where: str) -> None:
+    """Raise for keys not in `allowed`, suggesting the closest valid key."""
+    for key in data:
+        if key not in allowed:
+            close = difflib.get_close_matches(str(key), allowed, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"{where}: unknown key {key!r}.{hint} Valid keys: {', '.join(sorted(allowed))}.")
+
+
+def check_positive_int(config: Any, name: str) -> None:
+    value = getattr(config, name)
+    if not is_int(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+
+
+def check_run_settings(config: Any) -> None:
+    """Validate the run-control settings a training config shares with the others (raises `ValueError`)."""
+    for name in ("checkpoint_every", "keep_checkpoints", "log_every"):
+        check_positive_int(config, name)
+    if config.max_steps is not None:
+        check_positive_int(config, "max_steps")
+    if not is_int(config.seed) or config.seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {config.seed!r}.")
+    if config.lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {config.lr_schedule!r}.")
+    if not is_number(config.min_lr_ratio) or not 0 <= config.min_lr_ratio <= 1:
+        raise ValueError(f"min_lr_ratio must be in [0, 1], got {config.min_lr_ratio!r}.")
+    if not is_number(config.ema_decay) or not 0 <= config.ema_decay < 1:
+        raise ValueError(f"ema_decay must be in [0, 1), got {config.ema_decay!r}.")
+    if config.max_grad_norm is not None and (not is_number(config.max_grad_norm) or not config.max_grad_norm > 0):
+        raise ValueError(f"max_grad_norm must be a positive number or null, got {config.max_grad_norm!r}.")
+    betas = config.adam_betas
+    if not (isinstance(betas, tuple) and len(betas) == 2 and all(is_number(b) and 0 <= b < 1 for b in betas)):
+        raise ValueError(f"adam_betas must be two numbers in [0, 1), got {betas!r}.")
+    if not isinstance(config.resume, bool):
+        raise ValueError(f"resume must be true or false, got {config.resume!r}.")
+    if not isinstance(config.output_dir, str) or not config.output_dir:
+        raise ValueError(f"output_dir must be a non-empty path, got {config.output_dir!r}.")
+    if not isinstance(config.log_with, list) or not all(isinstance(t, str) for t in config.log_with):
+        raise ValueError(f"log_with must be a list of tracker names, got {config.log_with!r}.")
+    if config.mixed_precision not in MIXED_PRECISIONS:
+        raise ValueError(f"mixed_precision must be one of {MIXED_PRECISIONS}, got {config.mixed_precision!r}.")
+
+
+class RecipeSection:
+    """Mixin for a dataclass that is one section of a recipe YAML (`section` names it)."""
+
+    section: ClassVar[str]
+
+    @classmethod
+    def from_dict(cls: type[Section], data: Any, **overrides: Any) -> Section:
+        """Build from a mapping (as read from YAML); `overrides` whose value is not None replace its entries."""
+        name = cls.__name__
+        if not isinstance(data, dict):
+            raise ValueError(f"{name} must be a mapping of keys to values, got {type(data).__name__}.")
+        data = {**data, **{key: value for key, value in overrides.items() if value is not None}}
+        settings = dataclasses.fields(cls)  # type: ignore[arg-type]
+        reject_unknown(data, [f.name for f in settings], name)
+        for f in settings:
+            required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+            if required and f.name not in data:
+                raise ValueError(f"{name}: missing {f.name!r}.")
+        return cls(**data)
+
+    @classmethod
+    def from_yaml(cls: type[Section], path: str | Path, section: str | None = None, **overrides: Any) -> Section:
+        """Read this stage's section of a recipe YAML (or the whole file if it has no such section).
+
+        A recipe holds one section per stage (`train_field`, `encode`, `train`), so one file describes a whole
+        pipeline. `overrides` (e.g. output_dir, max_steps from the command line) replace its values.
+        """
+        import yaml
+
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"config file {path} does not exist.")
+        with path.open() as handle:
+            document = yaml.safe_load(handle)
+        key = section or cls.section
+        data = document.get(key, document) if isinstance(document, dict) else document
+        try:
+            return cls.from_dict(data, **overrides)
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from error
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain mapping (YAML/JSON-friendly, tuples as lists) that `from_dict` reads back."""
+        data = dataclasses.asdict(self)  # type: ignore[call-overload]
+        return {key: list(value) if isinstance(value, tuple) else value for key, value in data.items()}
+
+    def to_yaml(self, path: str | Path) -> None:
+        """Write a recipe YAML with this config as its section."""
+        import yaml
+
+        Path(path).write_text(yaml.safe_dump({self.section: self.to_dict()}, sort_keys=False))
