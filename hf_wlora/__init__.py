@@ -45,6 +45,11 @@ _LAZY_ATTRIBUTES: dict[str, str] = {
     "push_weight_dataset_to_hub": "hf_wlora.encoding",
     "row_to_peft_adapter": "hf_wlora.encoding",
     "peft_model_to_row": "hf_wlora.encoding",
+    "WeightSpaceDiT": "hf_wlora.models",
+    "WeightSpacePipeline": "hf_wlora.pipelines",
+    "WeightSpacePipelineOutput": "hf_wlora.pipelines",
+    "GeneratorTrainingConfig": "hf_wlora.pipelines.training",
+    "train_generator": "hf_wlora.pipelines.training",
 }
 
 if TYPE_CHECKING:
@@ -76,11 +81,15 @@ if TYPE_CHECKING:
         sdf_grid,
         to_pil,
     )
+    from .models import WeightSpaceDiT
+    from .pipelines import WeightSpacePipeline, WeightSpacePipelineOutput
+    from .pipelines.training import GeneratorTrainingConfig, train_generator
     from .spec import LayerSpec, RepresentationSpec
     from .tuners.mlora import MLoraConfig, MLoraModel, batched_forward, batched_loss_backward, stack_adapter_factors
 
 __all__ = [
     "EncodeConfig",
+    "GeneratorTrainingConfig",
     "GlyphImages",
     "LayerSpec",
     "MLoraConfig",
@@ -93,6 +102,9 @@ __all__ = [
     "WeightDataset",
     "WeightDatasetInfo",
     "WeightDatasetWriter",
+    "WeightSpaceDiT",
+    "WeightSpacePipeline",
+    "WeightSpacePipelineOutput",
     "__version__",
     "batched_forward",
     "batched_loss_backward",
@@ -110,6 +122,7 @@ __all__ = [
     "sdf_grid",
     "stack_adapter_factors",
     "to_pil",
+    "train_generator",
 ]
 
 __getattr__, __dir__ = lazy_attributes(__name__, _LAZY_ATTRIBUTES, __all__)

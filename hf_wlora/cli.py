@@ -13,6 +13,7 @@ def _commands() -> dict[str, Command]:
     from .demo import add_demo_arguments, run_demo_command
     from .encoding.command import add_encode_arguments, run_encode_command
     from .fields.training.command import add_train_field_arguments, run_train_field_command
+    from .pipelines.training.command import add_train_arguments, run_train_command
 
     return {
         "demo": ("run the whole pipeline on built-in data", add_demo_arguments, run_demo_command),
@@ -22,6 +23,11 @@ def _commands() -> dict[str, Command]:
             run_train_field_command,
         ),
         "encode": ("stage 2: encode a data set into a weight data set", add_encode_arguments, run_encode_command),
+        "train": (
+            "stage 3: train the diffusion transformer over a weight data set and export a pipeline",
+            add_train_arguments,
+            run_train_command,
+        ),
     }
 
 

@@ -1,14 +1,15 @@
 """`hf-wlora demo`: the pipeline on built-in data, end to end, in minutes on a laptop CPU.
 
 Stage 1 trains a base field on the built-in glyphs (2-D) or shapes (3-D) and bakes it; stage 2 encodes every
-instance as mlora_asym adapter weights into a weight data set. The demo writes, under its output folder:
+instance as mlora_asym adapter weights into a weight data set; stage 3 trains a class-conditional diffusion
+transformer on those weights and samples new instances with it. The demo writes, under its output folder:
 
 - `field_training/field/`: the baked base field (`NeuralFieldModel.from_pretrained`), with its card;
 - `weights/`: the weight data set (`load_weight_dataset`), with its card;
+- `generator/pipeline/`: the `WeightSpacePipeline` (`WeightSpacePipeline.from_pretrained`), with its card;
 - `reconstructions.png`: training instances (top) above their decoded mlora_asym weights (bottom);
+- `samples.png`: training instances (left) beside generated ones (right), one class per column;
 - `summary.json` and `summary.md`: the measured figures and wall times of each stage.
-
-(Stage 3, the diffusion transformer over the weights, joins the demo with the generator.)
 """
 
 from __future__ import annotations
@@ -22,7 +23,13 @@ from typing import Any
 
 import torch
 
-# The demo's budgets, per modality: stage 1 (FieldTrainingConfig keys) and stage 2 (EncodeConfig keys).
+# Classifier-free guidance of the demo's samples: 2 gave the clearest glyphs of 1, 2 and 4 (benchmarks/RESULTS.md).
+GUIDANCE_SCALE = 2.0
+SAMPLES_PER_CLASS = 2
+SAMPLING_STEPS = 50
+
+# The demo's budgets, per modality: stage 1 (FieldTrainingConfig keys), stage 2 (EncodeConfig keys) and stage 3
+# (GeneratorTrainingConfig keys).
 DEMO_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     "2d": {
         "data": {"data": "builtin-glyphs", "data_options": {"num_instances": 128, "resolution": 32}},
@@ -41,6 +48,18 @@ DEMO_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
             "checkpoint_every": 300,
         },
         "encode": {"representation": "mlora_asym", "steps": 300, "points_per_step": 256, "batch_size": 64},
+        # as in recipes/configs/glyphs.yaml, with fewer steps (tuning in benchmarks/RESULTS.md, stage 3)
+        "train": {
+            "model": {"hidden_size": 128, "num_layers": 4, "num_heads": 4},
+            "steps": 3000,
+            "batch_size": 32,
+            "learning_rate": 1e-3,
+            "warmup_steps": 100,
+            "prediction_type": "sample",
+            "checkpoint_every": 1000,
+            "num_grid_samples": 20,
+            "grid_guidance_scale": GUIDANCE_SCALE,
+        },
     },
     "3d": {
         "data": {"data": "builtin-shapes", "data_options": {"num_instances": 32}},
@@ -66,6 +85,18 @@ DEMO_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
             "batch_size": 16,
             "mesh_resolution": 48,
         },
+        "train": {
+            "model": {"hidden_size": 128, "num_layers": 4, "num_heads": 4},
+            "steps": 2000,
+            "batch_size": 32,
+            "learning_rate": 1e-3,
+            "warmup_steps": 100,
+            "prediction_type": "sample",
+            "checkpoint_every": 1000,
+            "num_grid_samples": 10,
+            "grid_guidance_scale": GUIDANCE_SCALE,
+            "mesh_resolution": 48,
+        },
     },
 }
 
@@ -74,6 +105,7 @@ QUICK_OVERRIDES: dict[str, dict[str, Any]] = {
     "data_options": {"num_instances": 6},
     "train_field": {"stage_steps": 8},
     "encode": {"steps": 5},
+    "train": {"steps": 6, "warmup_steps": 1, "checkpoint_every": 6, "num_grid_samples": 2, "sample_inference_steps": 2},
 }
 
 
@@ -93,32 +125,48 @@ def _settings(modality: str, quick: bool) -> dict[str, dict[str, Any]]:
             stage["steps"] = QUICK_OVERRIDES["train_field"]["stage_steps"]
         settings["train_field"]["checkpoint_every"] = QUICK_OVERRIDES["train_field"]["stage_steps"]
         settings["encode"].update(QUICK_OVERRIDES["encode"])
+        settings["train"].update(QUICK_OVERRIDES["train"])
     return settings
 
 
-def _reconstruction_picture(weights: Any, field_dir: Path, settings: dict[str, Any], path: Path) -> None:
+def _true_tiles(source: Any, indices: list[int | None], modality: str, mesh_resolution: int) -> torch.Tensor:
+    """(N, H, W, 3) pictures of data instances: the images, or renderings of the true surfaces; None: a blank tile."""
+    present = [index for index in indices if index is not None]
+    if modality == "image":
+        pictures = [torch.as_tensor(source[index].image) for index in present]
+    else:
+        from .fields import extract_meshes, sdf_grid
+        from .fields.mesh_rendering import render_meshes
+
+        sdfs = [source[index].sdf for index in present]
+        grids = sdf_grid(lambda coords: _stack_sdfs(sdfs, coords), mesh_resolution)
+        pictures = list(render_meshes(extract_meshes(grids, allow_failures=True)))
+    blank = torch.ones_like(pictures[0])
+    found = iter(pictures)
+    return torch.stack([blank if index is None else next(found) for index in indices])
+
+
+def _reconstruction_picture(weights: Any, field_dir: Path, source: Any, settings: dict[str, Any], path: Path) -> None:
     """Training instances above their decoded weights: images for 2-D, mesh renderings for 3-D."""
-    from .data import open_data_source
     from .encoding import representation_from_spec
     from .fields import NeuralFieldModel, image_grid, render_images
 
     count = min(8, len(weights))
     representation = representation_from_spec(weights.spec, NeuralFieldModel.from_pretrained(field_dir))
     factors = weights.stacked_factors(list(range(count)))
-    source = open_data_source(settings["data"]["data"], settings["data"]["data_options"])
+    mesh_resolution = settings["encode"].get("mesh_resolution", 64)
+    originals = _true_tiles(source, list(range(count)), representation.modality, mesh_resolution)
     if representation.modality == "image":
-        originals = torch.stack([torch.as_tensor(source[index].image) for index in range(count)])
         decoded = render_images(representation.field_function(factors), originals.shape[1])
         image_grid([originals, decoded], scale=4).save(path)
         return
     from .fields import extract_meshes, sdf_grid
     from .fields.mesh_rendering import render_meshes
 
-    resolution = settings["encode"].get("mesh_resolution", 64)
-    truth = [source[index].sdf for index in range(count)]
-    true_meshes = extract_meshes(sdf_grid(lambda coords: _stack_sdfs(truth, coords), resolution), allow_failures=True)
-    decoded_meshes = extract_meshes(sdf_grid(representation.field_function(factors), resolution), allow_failures=True)
-    image_grid([render_meshes(true_meshes), render_meshes(decoded_meshes)]).save(path)
+    decoded_meshes = extract_meshes(
+        sdf_grid(representation.field_function(factors), mesh_resolution), allow_failures=True
+    )
+    image_grid([originals, render_meshes(decoded_meshes)]).save(path)
 
 
 def _stack_sdfs(sdfs: list[Any], coords: torch.Tensor) -> torch.Tensor:
@@ -126,10 +174,57 @@ def _stack_sdfs(sdfs: list[Any], coords: torch.Tensor) -> torch.Tensor:
     return torch.stack([torch.as_tensor(sdf(points), dtype=torch.float32) for sdf in sdfs]).unsqueeze(-1)
 
 
+def _samples_picture(pipeline: Any, weights: Any, source: Any, settings: dict[str, Any], path: Path) -> dict[str, Any]:
+    """Training instances (left) beside class-conditional samples (right), a class per column; returns figures."""
+    from .pipelines.pictures import decoded_tiles, picture_scale, side_by_side, tile_grid
+
+    num_classes = len(weights.info.class_names)
+    labels = weights.labels.tolist()
+    per_class = [[index for index, label in enumerate(labels) if label == c] for c in range(num_classes)]
+    examples = [group[row] if row < len(group) else None for row in range(SAMPLES_PER_CLASS) for group in per_class]
+    mesh_resolution = settings["train"].get("mesh_resolution", 64)
+    training = _true_tiles(source, examples, pipeline.modality, mesh_resolution)
+    sample_labels = [c for _ in range(SAMPLES_PER_CLASS) for c in range(num_classes)]
+    start = time.perf_counter()
+    sampled = pipeline(
+        len(sample_labels),
+        class_labels=sample_labels,
+        guidance_scale=GUIDANCE_SCALE,
+        num_inference_steps=SAMPLING_STEPS,
+        generator=torch.Generator().manual_seed(0),
+        output_type="weights",
+    ).weights
+    figures: dict[str, Any] = {
+        "num_samples": len(sample_labels),
+        "sampling_seconds": time.perf_counter() - start,
+        "guidance_scale": GUIDANCE_SCALE,
+        "inference_steps": SAMPLING_STEPS,
+    }
+    if pipeline.modality == "image":
+        tiles = decoded_tiles(pipeline, sampled)
+        originals = _true_tiles(source, list(range(len(source))), "image", mesh_resolution)
+        mse = (tiles[:, None] - originals[None]).pow(2).flatten(2).mean(dim=2)  # (samples, training instances)
+        nearest = -10 * torch.log10(mse.min(dim=1).values.clamp_min(1e-10))
+        figures["nearest_training_psnr_mean"] = float(nearest.mean())
+        figures["distinct_nearest_training_instances"] = len(set(mse.argmin(dim=1).tolist()))
+    else:
+        from .fields.mesh_rendering import render_meshes
+
+        meshes = pipeline.decode(sampled, "mesh").meshes
+        figures["meshes_extracted"] = sum(mesh is not None for mesh in meshes)
+        tiles = render_meshes(meshes)
+    scale = picture_scale(pipeline)
+    side_by_side([tile_grid(training, num_classes, scale), tile_grid(tiles, num_classes, scale)]).save(path)
+    return figures
+
+
 def run_demo(output_dir: str | Path = "outputs/demo", modality: str = "2d", quick: bool = False) -> DemoResult:
-    """Run stages 1 and 2 on built-in data and write the picture and summary; see the module docstring."""
+    """Run stages 1, 2 and 3 on built-in data and write the pictures and summary; see the module docstring."""
+    from .data import open_data_source
     from .encoding import EncodeConfig, encode, load_weight_dataset
     from .fields.training import FieldTrainingConfig, train_field
+    from .pipelines import WeightSpacePipeline
+    from .pipelines.training import GeneratorTrainingConfig, train_generator
 
     settings = _settings(modality, quick)
     output_dir = Path(output_dir)
@@ -157,17 +252,35 @@ def run_demo(output_dir: str | Path = "outputs/demo", modality: str = "2d", quic
         "seconds": time.perf_counter() - start,
     }
 
+    start = time.perf_counter()
+    generator_config = GeneratorTrainingConfig.from_dict(
+        {**settings["train"], "weights": str(encode_result.output_dir), "output_dir": str(output_dir / "generator")}
+    )
+    generator_result = train_generator(generator_config)
+    summary["stage3"] = {"metrics": generator_result.metrics, "seconds": time.perf_counter() - start}
+
     weights = load_weight_dataset(encode_result.output_dir)
-    _reconstruction_picture(weights, field_result.field_dir, settings, output_dir / "reconstructions.png")
-    summary["total_seconds"] = summary["stage1"]["seconds"] + summary["stage2"]["seconds"]
+    source = open_data_source(settings["data"]["data"], settings["data"]["data_options"])
+    _reconstruction_picture(weights, field_result.field_dir, source, settings, output_dir / "reconstructions.png")
+    pipeline = WeightSpacePipeline.from_pretrained(generator_result.pipeline_dir)
+    pipeline.set_progress_bar_config(disable=True)
+    summary["samples"] = _samples_picture(pipeline, weights, source, settings, output_dir / "samples.png")
+    summary["total_seconds"] = sum(summary[stage]["seconds"] for stage in ("stage1", "stage2", "stage3"))
     (output_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     (output_dir / "summary.md").write_text(_summary_markdown(summary))
     return DemoResult(output_dir, summary)
 
 
 def _summary_markdown(summary: dict[str, Any]) -> str:
-    stage1, stage2 = summary["stage1"], summary["stage2"]
-    figures = stage2["figures"]
+    stage1, stage2, stage3, samples = summary["stage1"], summary["stage2"], summary["stage3"], summary["samples"]
+    figures, generator = stage2["figures"], stage3["metrics"]
+    if "nearest_training_psnr_mean" in samples:
+        sample_text = (
+            f"mean PSNR to the nearest training glyph {samples['nearest_training_psnr_mean']:.3g} dB; "
+            f"{samples['distinct_nearest_training_instances']} distinct nearest glyphs"
+        )
+    else:
+        sample_text = f"{samples['meshes_extracted']} of {samples['num_samples']} gave a mesh"
     lines = [
         f"# hf_wlora demo ({summary['modality']})",
         "",
@@ -177,8 +290,14 @@ def _summary_markdown(summary: dict[str, Any]) -> str:
         f"| 2. encode ({stage2['representation']}, {figures.get('num_instances', 0)} instances) | "
         f"{stage2['score']} mean {figures.get('score_mean', float('nan')):.4g}, median "
         f"{figures.get('score_median', float('nan')):.4g} | {stage2['seconds']:.0f} s |",
+        f"| 3. diffusion transformer ({generator['num_parameters']:,} parameters, {generator['steps']} steps) | "
+        f"denoising loss {generator['eval_loss']:.4g} ({generator['prediction_type']} prediction), "
+        f"{generator['samples_per_s']:.0f} samples/s | {stage3['seconds']:.0f} s |",
+        f"| sampling ({samples['num_samples']} samples, {samples['inference_steps']} steps, guidance "
+        f"{samples['guidance_scale']:g}) | {sample_text} | {samples['sampling_seconds']:.0f} s |",
         "",
         "`reconstructions.png`: training instances (top) and their decoded weights (bottom).",
+        "`samples.png`: training instances (left) and generated instances (right), one class per column.",
         "",
     ]
     return "\n".join(lines)

@@ -69,9 +69,15 @@ class DiTBlock(nn.Module):
         )
         self.modulation = nn.Sequential(nn.SiLU(), nn.Linear(hidden_size, 6 * hidden_size))
 
-    def forward(self, x: torch.Tensor, condition: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        """x (B, T, H), condition (B, H), mask (B or 1, 1, 1, T) bool (True = attend) or None."""
-        shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(condition).unsqueeze(1).chunk(6, dim=-1)
+    def forward(
+        self, x: torch.Tensor, condition: torch.Tensor, mask: torch.Tensor | None, sequences_per_sample: int = 1
+    ) -> torch.Tensor:
+        """x (B, T, H) with B = N x sequences_per_sample (consecutive sequences share a sample), condition (N, H),
+        mask (B or 1, 1, 1, T) bool (True = attend) or None."""
+        modulation = self.modulation(condition)  # once per sample, then shared by its sequences
+        if sequences_per_sample > 1:
+            modulation = modulation.repeat_interleave(sequences_per_sample, dim=0)
+        shift1, scale1, gate1, shift2, scale2, gate2 = modulation.unsqueeze(1).chunk(6, dim=-1)
         x = x + gate1 * self._attention(_modulate(self.norm1(x), shift1, scale1), mask)
         return x + gate2 * self.mlp(_modulate(self.norm2(x), shift2, scale2))
 
@@ -279,9 +285,8 @@ class WeightSpaceDiT(ModelMixin, ConfigMixin):
             return hidden
         mask = self.tokens.valid.repeat(num_samples, 1)[:, None, None, :] if self._padded else None
         sequences = hidden.reshape(num_samples * groups, group_size, width)
-        condition = condition.repeat_interleave(groups, dim=0)
         for block in blocks:
-            sequences = block(sequences, condition, mask)
+            sequences = block(sequences, condition, mask, sequences_per_sample=groups)
         return sequences.reshape(num_samples, groups, group_size, width)
 
     def _condition(

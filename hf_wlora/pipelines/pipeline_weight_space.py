@@ -185,8 +185,8 @@ class WeightSpacePipeline(DiffusionPipeline):
             sample = self.scheduler.step(prediction, timestep, sample, **step_kwargs).prev_sample
 
         vectors = self.transformer.denormalize(sample.float())
-        output = self.decode(vectors, output_type, resolution, mesh_resolution)
-        output.class_labels = None if labels is None else labels.cpu()
+        labels = None if labels is None else labels.cpu()
+        output = self.decode(vectors, output_type, resolution, mesh_resolution, class_labels=labels)
         self.maybe_free_model_hooks()
         return output if return_dict else output.to_tuple()
 
@@ -198,36 +198,52 @@ class WeightSpacePipeline(DiffusionPipeline):
         output_type: str = "pil",
         resolution: int | None = None,
         mesh_resolution: int | None = None,
+        class_labels: torch.Tensor | None = None,
     ) -> WeightSpacePipelineOutput:
-        """Decode weights on the field: flat vectors (N, num_parameters), or factors (N, *shape) keyed by spec name."""
+        """Decode weights on the field: flat vectors (N, num_parameters), or factors (N, *shape) keyed by spec name.
+
+        `class_labels` are only passed through to the output (the labels the weights were sampled with).
+        """
         self._check_output_type(output_type)
         vectors = self._as_vectors(weights)
         factors = {name: value.float().cpu() for name, value in self.spec.unflatten(vectors).items()}
-        output = WeightSpacePipelineOutput(weights=factors)
+        decoded: dict[str, Any] = {}
+        if output_type != "weights":
+            device = self._execution_device
+            function = self._representation().field_function(
+                {name: value.to(device) for name, value in factors.items()}
+            )
+            decoded = self._decode_field(function, output_type, resolution, mesh_resolution, device)
+        output = WeightSpacePipelineOutput(weights=factors, class_labels=class_labels, **decoded)
         output._spec, output._field = self.spec, self.field  # for output.adapter(i)
-        if output_type == "weights":
-            return output
-        device = self._execution_device
-        representation = self._representation()
-        function = representation.field_function({name: value.to(device) for name, value in factors.items()})
+        return output
+
+    def _decode_field(
+        self,
+        function: Any,
+        output_type: str,
+        resolution: int | None,
+        mesh_resolution: int | None,
+        device: torch.device,
+    ) -> dict[str, Any]:
+        """Images (2-D), or SDF grids with meshes and their pictures (3-D), of a batched field function."""
         if self.modality == "image":
             from ..fields import render_images, to_pil
 
             images = render_images(function, resolution or self.config.resolution, device=device)
-            output.images = {"pil": to_pil, "np": lambda x: x.numpy(), "pt": lambda x: x}[output_type](images)
-            return output
+            return {"images": {"pil": to_pil, "np": lambda x: x.numpy(), "pt": lambda x: x}[output_type](images)}
         from ..fields import extract_meshes, sdf_grid
 
         grids = sdf_grid(function, mesh_resolution or self.config.mesh_resolution, device=device)
-        output.sdf_grids = grids.numpy() if output_type == "np" else grids
+        decoded: dict[str, Any] = {"sdf_grids": grids.numpy() if output_type == "np" else grids}
         if output_type in ("mesh", "pil"):
-            output.meshes = extract_meshes(grids, allow_failures=True)  # failures are None, logged with the reason
+            decoded["meshes"] = extract_meshes(grids, allow_failures=True)  # failures: None, logged with the reason
         if output_type == "pil":
             from ..fields import to_pil
             from ..fields.mesh_rendering import render_meshes
 
-            output.images = to_pil(render_meshes(output.meshes))
-        return output
+            decoded["images"] = to_pil(render_meshes(decoded["meshes"]))
+        return decoded
 
     @torch.no_grad()
     def interpolate(

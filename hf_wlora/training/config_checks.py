@@ -14,6 +14,16 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 MIXED_PRECISIONS = ("no", "fp16", "bf16")
+# Settings of every training config that do not change the numbers of a run, so a resume may change them.
+RUN_CONTROL_KEYS = (
+    "output_dir",
+    "resume",
+    "max_steps",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "log_every",
+    "log_with",
+)
 LR_SCHEDULES = ("constant", "cosine")
 
 Section = TypeVar("Section", bound="RecipeSection")
@@ -72,9 +82,18 @@ def check_run_settings(config: Any) -> None:
 
 
 class RecipeSection:
-    """Mixin for a dataclass that is one section of a recipe YAML (`section` names it)."""
+    """Mixin for a dataclass that is one section of a recipe YAML (`section` names it).
+
+    `run_control` lists the section's own settings that, like `RUN_CONTROL_KEYS`, do not change a run's numbers.
+    """
 
     section: ClassVar[str]
+    run_control: ClassVar[tuple[str, ...]] = ()
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The settings that change the numbers of a run: a resume with other values is refused."""
+        skip = set(RUN_CONTROL_KEYS) | set(self.run_control)
+        return {key: value for key, value in self.to_dict().items() if key not in skip}
 
     @classmethod
     def from_dict(cls: type[Section], data: Any, **overrides: Any) -> Section:

@@ -138,6 +138,7 @@ class FieldTrainingConfig(RecipeSection):
     eval_points: int = 10000
 
     section: ClassVar[str] = SECTION
+    run_control: ClassVar[tuple[str, ...]] = ("eval_instances", "eval_resolution", "eval_points")
 
     def __post_init__(self) -> None:
         self.stages = [

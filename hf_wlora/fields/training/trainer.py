@@ -40,19 +40,6 @@ from .schedule import stage_at
 
 logger = logging.getLogger(__name__)
 
-# Settings that do not change the numbers of the run, so a resume may use other values.
-_RUN_CONTROL_KEYS = (
-    "output_dir",
-    "resume",
-    "max_steps",
-    "checkpoint_every",
-    "keep_checkpoints",
-    "log_every",
-    "log_with",
-    "eval_instances",
-    "eval_resolution",
-    "eval_points",
-)
 
 StepCallback = Callable[[int, dict[str, float]], None]
 
@@ -86,11 +73,6 @@ class FieldTrainingResult:
 def psnr_from_mse(mse: float) -> float:
     """PSNR in dB of [0, 1] images with mean squared error `mse`, for the progress bar and logs."""
     return math.inf if mse <= 0 else -10.0 * math.log10(mse)
-
-
-def _fingerprint(config: FieldTrainingConfig) -> dict[str, Any]:
-    values = config.to_dict()
-    return {key: value for key, value in values.items() if key not in _RUN_CONTROL_KEYS}
 
 
 def _build_model(config: FieldTrainingConfig, num_instances: int) -> AutoDecoder:
@@ -158,7 +140,7 @@ class FieldTrainer:
         )
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         self.ema = ModelEMA(self._unwrapped.field, config.ema_decay)
-        self.progress = TrainingProgress(_fingerprint(config))
+        self.progress = TrainingProgress(config.fingerprint())
         # Order matters: load_state restores custom objects by registration index.
         self.accelerator.register_for_checkpointing(self.ema, self.progress)
         if self.latest_checkpoint is not None:

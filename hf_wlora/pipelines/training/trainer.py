@@ -1,0 +1,384 @@
+"""`train_generator`: stage 3, a `WeightSpaceDiT` trained on a weight data set with Accelerate, ending in a pipeline.
+
+Read top to bottom: set up (weights, base field, model, noise schedule, optimiser, EMA, resume), loop, export.
+
+Per step: the step's instances, noise, timesteps and label dropout are drawn for the global batch from
+`hf_wlora.training.schedule` (pure functions of the seed and the step), and each process takes its share; the
+transformer predicts the scheduler's target (noise, clean weights or velocity) from the noised normalised weights,
+and the mean squared error is minimised with AdamW; Accelerate averages the gradients. The EMA of the transformer is
+what samples and what is exported. Checkpoints restore model, optimiser, EMA and step, so a run resumed after a crash
+ends with exactly the weights of one that never stopped. The export is a `WeightSpacePipeline` folder with its card.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from diffusers import DDPMScheduler
+from tqdm.auto import tqdm
+
+from ...encoding.representations import representation_from_spec
+from ...encoding.weight_dataset import WeightDataset, load_weight_dataset
+from ...fields import NeuralFieldModel
+from ...models import WeightSpaceDiT
+from ...training.checkpoints import TrainingProgress, checkpoint_to_resume, save_checkpoint
+from ...training.distributed import check_world_size
+from ...training.ema import ModelEMA
+from ...training.schedule import batch_instances, lr_factor, mix_seed, step_generator
+from ..card import SAMPLES_PICTURE
+from ..pictures import decoded_tiles, picture_scale, tile_grid
+from ..pipeline_weight_space import WeightSpacePipeline
+from .config import GeneratorTrainingConfig
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_RESOLUTION = 64
+EVAL_BATCH = 256  # instances per forward pass of the final evaluation
+
+StepCallback = Callable[[int, dict[str, float]], None]
+
+
+@dataclass
+class GeneratorTrainingResult:
+    """Where a run wrote its outputs, and its final metrics.
+
+    Attributes:
+        output_dir: the run's folder (checkpoints, `samples/`, `metrics.json`).
+        pipeline_dir: the exported `WeightSpacePipeline` (EMA transformer, scheduler, base field, card).
+        metrics_path: `metrics.json`, the same values as `metrics`.
+        metrics: `eval_loss` (the exported model's denoising loss over the training weights, fixed noise),
+            `train_loss` (mean of the last logged losses), steps, `samples_per_s` and times. Empty on processes other
+            than the main one.
+        step: the global step the run stopped at.
+    """
+
+    output_dir: Path
+    pipeline_dir: Path
+    metrics_path: Path
+    metrics: dict[str, Any]
+    step: int
+
+
+def load_training_weights(config: GeneratorTrainingConfig) -> WeightDataset:
+    """The weight data set named by the config."""
+    return load_weight_dataset(config.weights, split=config.split, revision=config.weights_revision)
+
+
+def load_generator_field(config: GeneratorTrainingConfig, weights: WeightDataset) -> NeuralFieldModel:
+    """The baked base field: the config's `field` if set, else the one the weight data set was encoded on."""
+    info = weights.info
+    location = config.field or info.base_field
+    if location is None:
+        raise ValueError(f"The weight data set {config.weights} names no base field: set `field` in the config.")
+    own = config.field is not None
+    subfolder = config.field_subfolder if own else info.base_field_subfolder
+    revision = config.field_revision if own else info.base_field_revision
+    field = NeuralFieldModel.from_pretrained(location, subfolder=subfolder or "", revision=revision)
+    field = field if field.config.baked else field.bake()
+    representation_from_spec(weights.spec, field)  # a field of other shapes fails here, with the differences
+    return field.requires_grad_(False).eval()
+
+
+def denoising_loss(
+    model: WeightSpaceDiT,
+    scheduler: DDPMScheduler,
+    samples: torch.Tensor,
+    labels: torch.Tensor | None,
+    draws: int,
+    seed: int,
+) -> float:
+    """Mean squared error of `model`'s prediction over every (normalised) sample, with `draws` fixed noise draws and
+    timesteps per sample (no label dropout): the same number for the same model on any machine and process count."""
+    generator = torch.Generator().manual_seed(mix_seed(seed, 0xE7A1))
+    device = samples.device
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for _ in range(draws):
+            for start in range(0, samples.shape[0], EVAL_BATCH):
+                clean = samples[start : start + EVAL_BATCH]
+                noise = torch.randn(clean.shape, generator=generator).to(device)
+                timesteps = torch.randint(
+                    0, scheduler.config.num_train_timesteps, (clean.shape[0],), generator=generator
+                )
+                timesteps = timesteps.to(device)
+                batch_labels = None if labels is None else labels[start : start + EVAL_BATCH]
+                prediction = model(scheduler.add_noise(clean, noise, timesteps), timesteps, batch_labels).sample
+                target = _target(scheduler, clean, noise, timesteps)
+                total += float(F.mse_loss(prediction.float(), target, reduction="sum"))
+                count += target.numel()
+    return total / count
+
+
+def _target(
+    scheduler: DDPMScheduler, clean: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor
+) -> torch.Tensor:
+    """What the transformer learns to predict, by the scheduler's prediction type."""
+    kind = scheduler.config.prediction_type
+    if kind == "epsilon":
+        return noise
+    if kind == "sample":
+        return clean
+    return scheduler.get_velocity(clean, noise, timesteps)
+
+
+class GeneratorTrainer:
+    """One stage-3 run. `train_generator(config)` is the usual entry point; this class keeps the pieces together."""
+
+    def __init__(self, config: GeneratorTrainingConfig, on_step: StepCallback | None = None) -> None:
+        self.started = time.perf_counter()
+        self.config = config
+        self.on_step = on_step
+        self.output_dir = Path(config.output_dir)
+        self.checkpoint_root = self.output_dir / "checkpoints"
+        self.accelerator = Accelerator(
+            mixed_precision=config.mixed_precision, log_with=config.log_with or None, project_dir=str(self.output_dir)
+        )
+        check_world_size(self.accelerator)
+        latest = checkpoint_to_resume(self.output_dir, self.checkpoint_root, config.resume)
+
+        with self.accelerator.main_process_first():  # the main process downloads first when these are Hub ids
+            self.weights = load_training_weights(config)
+            self.field = load_generator_field(config, self.weights)
+        spec, info = self.weights.spec, self.weights.info
+        vectors = spec.flatten(self.weights.stacked_factors())
+        labels = self.weights.labels
+        self.batch_size = self._global_batch_size(len(self.weights))
+
+        class_names = info.class_names
+        conditional = config.conditional if config.conditional is not None else bool(class_names)
+        num_classes = (len(class_names) if class_names else int(labels.max()) + 1) if conditional else 0
+        if conditional and num_classes < 1:
+            raise ValueError(f"conditional=true, but {config.weights} has no labels; set conditional: false.")
+        with torch.random.fork_rng(devices=[]):  # the init depends on config.seed only
+            torch.manual_seed(config.seed)
+            model = WeightSpaceDiT(
+                spec.to_dict(),
+                **config.model,
+                num_classes=num_classes,
+                class_dropout_prob=config.class_dropout_prob,
+                class_names=class_names if conditional else None,
+                encoding=info.encoding,
+            )
+        model.set_normalization(vectors)
+        self.noise_scheduler = DDPMScheduler(
+            num_train_timesteps=config.num_train_timesteps,
+            beta_schedule=config.beta_schedule,
+            prediction_type=config.prediction_type,
+            clip_sample=False,  # normalised weights are not confined to [-1, 1] like pixels
+        )
+        device = self.accelerator.device
+        self.samples = model.normalize(vectors).to(device)
+        null = model.null_class_label
+        self.labels = torch.where(labels < 0, null, labels).to(device) if conditional else None
+
+        optimizer = torch.optim.AdamW(
+            model.parameters(), lr=config.learning_rate, betas=config.adam_betas, weight_decay=config.weight_decay
+        )
+        self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+        self.ema = ModelEMA(self._unwrapped, config.ema_decay)
+        self.progress = TrainingProgress(config.fingerprint())
+        self.accelerator.register_for_checkpointing(self.ema, self.progress)  # restored in this order
+        if latest is not None:
+            self.accelerator.load_state(str(latest))
+            logger.info("resumed from %s at step %d", latest, self.progress.step)
+
+    @property
+    def _unwrapped(self) -> WeightSpaceDiT:
+        return self.accelerator.unwrap_model(self.model)
+
+    def _global_batch_size(self, num_instances: int) -> int:
+        size = min(self.config.batch_size, num_instances)
+        if size < self.config.batch_size:
+            logger.warning("batch_size %d > %d instances; using %d", self.config.batch_size, num_instances, size)
+        if size % self.accelerator.num_processes:
+            raise ValueError(
+                f"The batch size {size} does not split evenly over {self.accelerator.num_processes} processes; "
+                "choose a multiple of the number of processes."
+            )
+        return size
+
+    def train(self) -> GeneratorTrainingResult:
+        config, accelerator = self.config, self.accelerator
+        stop = min(config.steps, config.max_steps or config.steps)
+        if accelerator.is_main_process:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            config.to_yaml(self.output_dir / "training_config.yaml")
+        if config.log_with:
+            accelerator.init_trackers("hf_wlora-generator", config={k: str(v) for k, v in config.to_dict().items()})
+        bar = tqdm(total=stop, initial=self.progress.step, disable=not accelerator.is_local_main_process)
+        first_step, segment_start, loop_start = self.progress.step, time.perf_counter(), time.perf_counter()
+        recent: list[torch.Tensor] = []
+        while self.progress.step < stop:
+            loss = self._train_step(self.progress.step)
+            self.progress.step += 1
+            step = self.progress.step
+            bar.update(1)
+            recent = [*recent[-(config.log_every - 1) :], loss] if config.log_every > 1 else [loss]
+            if step % config.log_every == 0 or step == stop:  # reading the loss waits for the device: only here
+                reduced = float(accelerator.reduce(torch.stack(recent).mean(), reduction="mean"))
+                bar.set_postfix({"loss": f"{reduced:.4g}", "lr": f"{self._learning_rate(step - 1):.3g}"})
+                accelerator.log({"loss": reduced, "lr": self._learning_rate(step - 1)}, step=step)
+            if self.on_step is not None:
+                self.on_step(step, {"loss": float(loss)})
+            if config.sample_every and step % config.sample_every == 0 and step != stop:
+                self._write_samples(self.output_dir / "samples" / f"step-{step:06d}.png")
+            if step % config.checkpoint_every == 0 or step == stop:
+                self.progress.train_time_s += time.perf_counter() - segment_start
+                save_checkpoint(accelerator, self.checkpoint_root, step, config.keep_checkpoints)
+                segment_start = time.perf_counter()
+        bar.close()
+        self.progress.train_time_s += time.perf_counter() - segment_start
+        loop_time = time.perf_counter() - loop_start
+        throughput = (self.progress.step - first_step) * self.batch_size / loop_time if loop_time > 0 else 0.0
+        train_loss = float(torch.stack(recent).mean()) if recent else float("nan")
+        result = self._export(train_loss, throughput)
+        accelerator.end_training()
+        return result
+
+    def _learning_rate(self, step: int) -> float:
+        config = self.config
+        return config.learning_rate * lr_factor(
+            step, config.steps, config.lr_schedule, config.min_lr_ratio, config.warmup_steps
+        )
+
+    def _train_step(self, step: int) -> torch.Tensor:
+        """One optimiser step at global `step`; returns this process's loss (still on the device)."""
+        config, accelerator = self.config, self.accelerator
+        batch = self.batch_size
+        # Draw for the global batch, then take this process's share: the numbers do not depend on the world size.
+        generator = step_generator(config.seed, step)
+        indices = batch_instances(self.samples.shape[0], batch, config.seed, 0, step)
+        noise = torch.randn(batch, self.samples.shape[1], generator=generator)
+        timesteps = torch.randint(0, config.num_train_timesteps, (batch,), generator=generator)
+        dropped = torch.rand(batch, generator=generator) < config.class_dropout_prob
+        share = batch // accelerator.num_processes
+        local = slice(accelerator.process_index * share, (accelerator.process_index + 1) * share)
+        device = accelerator.device
+        indices, noise, timesteps, dropped = (x[local].to(device) for x in (indices, noise, timesteps, dropped))
+
+        clean = self.samples[indices]
+        labels = None
+        if self.labels is not None:
+            labels = torch.where(dropped, self._unwrapped.null_class_label, self.labels[indices])
+        noisy = self.noise_scheduler.add_noise(clean, noise, timesteps)
+        with accelerator.autocast():
+            prediction = self.model(noisy, timesteps, labels).sample
+        loss = F.mse_loss(prediction.float(), _target(self.noise_scheduler, clean, noise, timesteps))
+        for group in self.optimizer.param_groups:  # a function of the step: resuming needs no scheduler state
+            group["lr"] = self._learning_rate(step)
+        self.optimizer.zero_grad(set_to_none=True)
+        accelerator.backward(loss)
+        if config.max_grad_norm is not None:
+            accelerator.clip_grad_norm_(self.model.parameters(), config.max_grad_norm)
+        self.optimizer.step()
+        self.ema.update(self._unwrapped)
+        return loss.detach()
+
+    # -- sampling and export ----------------------------------------------------------------------------------------
+    def _pipeline(self, transformer: WeightSpaceDiT) -> WeightSpacePipeline:
+        encoding_options = self.weights.info.encoding.get("data_options") or {}
+        resolution = self.config.resolution or encoding_options.get("resolution") or DEFAULT_RESOLUTION
+        pipeline = WeightSpacePipeline(
+            transformer, self.noise_scheduler, self.field, resolution, self.config.mesh_resolution
+        )
+        pipeline.set_progress_bar_config(disable=True)
+        return pipeline.to(self.accelerator.device)
+
+    def _write_samples(self, path: Path) -> None:
+        """A grid of samples of the EMA transformer (main process; the others wait)."""
+        if self.accelerator.is_main_process:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pipeline = self._pipeline(self.ema.module)
+            config = self.config
+            num_classes = self.ema.module.config.num_classes
+            labels = [index % num_classes for index in range(config.num_grid_samples)] if num_classes else None
+            weights = pipeline(
+                config.num_grid_samples,
+                class_labels=labels,
+                guidance_scale=config.grid_guidance_scale if num_classes else 1.0,
+                num_inference_steps=config.sample_inference_steps,
+                generator=torch.Generator().manual_seed(config.seed),
+                output_type="weights",
+            ).weights
+            columns = num_classes or min(8, config.num_grid_samples)
+            tile_grid(decoded_tiles(pipeline, weights), columns, picture_scale(pipeline)).save(path)
+        self.accelerator.wait_for_everyone()
+
+    def _export(self, train_loss: float, throughput: float) -> GeneratorTrainingResult:
+        """Evaluate the EMA transformer and write pipeline/ (with card and samples.png) and metrics.json."""
+        accelerator, config = self.accelerator, self.config
+        result = GeneratorTrainingResult(
+            output_dir=self.output_dir,
+            pipeline_dir=self.output_dir / "pipeline",
+            metrics_path=self.output_dir / "metrics.json",
+            metrics={},
+            step=self.progress.step,
+        )
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            transformer = copy.deepcopy(self.ema.module).float().eval()
+            eval_loss = denoising_loss(
+                transformer, self.noise_scheduler, self.samples, self.labels, config.eval_noise_draws, config.seed
+            )
+            result.metrics = {
+                "eval_loss": eval_loss,
+                "train_loss": train_loss,
+                "prediction_type": config.prediction_type,
+                "num_instances": len(self.weights),
+                "num_parameters": sum(p.numel() for p in transformer.parameters()),
+                "steps": self.progress.step,
+                "batch_size": self.batch_size,
+                "samples_per_s": round(throughput, 2),
+                "train_time_s": round(self.progress.train_time_s, 2),
+                "wall_time_s": round(time.perf_counter() - self.started, 2),
+                "num_processes": accelerator.num_processes,
+                "device": str(accelerator.device),
+            }
+            transformer.register_to_config(
+                training={
+                    "weights": config.weights,
+                    "weights_revision": config.weights_revision,
+                    "split": config.split,
+                    "num_instances": len(self.weights),
+                    "steps": self.progress.step,
+                    "batch_size": self.batch_size,
+                    "learning_rate": config.learning_rate,
+                    "ema_decay": config.ema_decay,
+                    "train_time_s": result.metrics["train_time_s"],
+                    "hardware": f"{accelerator.num_processes} x {accelerator.device.type}",
+                    "final_loss": eval_loss,
+                }
+            )
+            pipeline = self._pipeline(transformer)
+            result.pipeline_dir.mkdir(parents=True, exist_ok=True)
+            self._write_samples(result.pipeline_dir / SAMPLES_PICTURE)  # before saving: the card shows it
+            pipeline.to("cpu").save_pretrained(result.pipeline_dir)
+            result.metrics_path.write_text(json.dumps(result.metrics, indent=2) + "\n")
+        else:
+            self._write_samples(result.pipeline_dir / SAMPLES_PICTURE)  # waits for the main process
+        accelerator.wait_for_everyone()
+        return result
+
+
+def train_generator(config: GeneratorTrainingConfig, on_step: StepCallback | None = None) -> GeneratorTrainingResult:
+    """Train a `WeightSpaceDiT` on `config.weights` and export a `WeightSpacePipeline` (see the config).
+
+    Args:
+        config: the run's settings.
+        on_step: called on every process after every step with (global step, {"loss": this process's loss}).
+            Raising from it stops the run, like a crash; the last checkpoint can then be resumed.
+    """
+    return GeneratorTrainer(config, on_step).train()
+
+
+__all__ = ["GeneratorTrainer", "GeneratorTrainingResult", "denoising_loss", "train_generator"]
