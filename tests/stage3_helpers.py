@@ -64,11 +64,17 @@ def write_weight_dataset(folder: Path, field_dir: Path, count: int = 24, seed: i
     return writer.finalize()
 
 
-def make_pipeline(num_classes: int = 2, modality: str = "image", **scheduler_options) -> WeightSpacePipeline:
+def make_pipeline(
+    num_classes: int = 2, modality: str = "image", representation: str = "mlora_asym", **scheduler_options
+) -> WeightSpacePipeline:
     """An untrained pipeline (random adaLN and output maps, so samples depend on everything) on a tiny field."""
     field = make_field(modality)
-    data = make_weights(12, field)
-    spec = make_representation("mlora_asym", field, rank=2).spec
+    spec = make_representation(representation, field, rank=2).spec
+    if representation == "mlora_asym":
+        vectors = make_weights(12, field)["vectors"]
+    else:  # weights around the standalone field's own, for the mlp kinds
+        start = spec.flatten(make_representation(representation, field).initial_factors())
+        vectors = start + 0.05 * torch.randn(12, start.numel(), generator=torch.Generator().manual_seed(0))
     torch.manual_seed(0)
     transformer = WeightSpaceDiT(
         spec.to_dict(),
@@ -83,7 +89,7 @@ def make_pipeline(num_classes: int = 2, modality: str = "image", **scheduler_opt
         for parameter in transformer.parameters():
             if not parameter.abs().sum():
                 parameter.copy_(0.05 * torch.randn(parameter.shape))
-    transformer.set_normalization(data["vectors"])
+    transformer.set_normalization(vectors)
     scheduler = DDPMScheduler(
         num_train_timesteps=100, beta_schedule="squaredcos_cap_v2", clip_sample=False, **scheduler_options
     )

@@ -224,6 +224,25 @@ def test_two_processes_match_one_on_the_same_global_batch(weights_dir: Path, tmp
     assert json.loads((tmp_path / "two" / "metrics.json").read_text())["num_processes"] == 2
 
 
+@pytest.fixture
+def fresh_accelerate_state() -> Any:
+    """Accelerate keeps one process-wide state whose mixed precision cannot change: start and leave it unset."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def test_bf16_mixed_precision_trains_and_exports_float32(
+    weights_dir: Path, tmp_path: Path, fresh_accelerate_state: Any
+) -> None:
+    result = train_generator(tiny_config(weights_dir, tmp_path, mixed_precision="bf16"))
+    assert result.metrics["eval_loss"] < 0.6  # from about 1 (measured 0.30)
+    pipeline = WeightSpacePipeline.from_pretrained(result.pipeline_dir)
+    assert pipeline.transformer.dtype == torch.float32
+
+
 # --- bad input and launch guards -----------------------------------------------------------------------------------
 
 

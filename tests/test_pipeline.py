@@ -15,7 +15,7 @@ from peft import PeftModel
 from PIL import Image
 from stage3_helpers import CLASSES, RESOLUTION, make_field, make_pipeline
 
-from hf_wlora.data import GlyphImages
+from hf_wlora.data import GlyphImages, ProceduralShapes, sample_sdf
 from hf_wlora.encoding import make_representation
 from hf_wlora.encoding.fitting import FitSettings, fit_instances
 from hf_wlora.fields import image_coordinates, render_images
@@ -167,6 +167,35 @@ def test_encoding_new_images_repeats_the_training_encoding() -> None:
     assert pipe.encode(pictures, steps=3, progress=False)["trunk.0.linear.A"].shape == (1, 2, 16)
     with pytest.raises(ValueError, match=r"finite values in \[0, 1\] \(divide uint8 images by 255\)"):
         pipe.encode(torch.full((1, 4, 4, 3), 255.0), progress=False)
+
+
+def test_encoding_new_shapes_from_instances_or_samples() -> None:
+    pipe = make_pipeline(modality="shape")
+    shapes = ProceduralShapes(num_instances=2, seed=0)
+    instances = [shapes[index] for index in range(2)]
+    from_instances = pipe.encode(instances, steps=4, points_per_shape=512, progress=False)
+    # instances draw their SDF samples seeded by their position, as the encoder does with the data set index
+    samples = [sample_sdf(shape, 512, seed=index) for index, shape in enumerate(instances)]
+    points = np.stack([points for points, _ in samples])
+    sdf = np.stack([values for _, values in samples])
+    from_samples = pipe.encode((points, sdf), steps=4, progress=False)
+    assert all(torch.equal(from_instances[name], from_samples[name]) for name in from_samples)
+    assert from_samples["trunk.1.linear.B"].shape == (2, 16, 2)
+    with pytest.raises(ValueError, match=r"must be \(points \(N, P, 3\), sdf \(N, P\)\)"):
+        pipe.encode((points[..., :2], sdf), progress=False)
+
+
+def test_an_mlp_pipeline_samples_whole_field_weights() -> None:
+    pipe = make_pipeline(representation="mlp")
+    assert pipe.transformer.tokens.kind == "tensor"  # HyperDiffusion's tokenisation for whole weight matrices
+    out = pipe(2, class_labels=[0, 1], num_inference_steps=3, output_type="pt")
+    assert out.images.shape == (2, RESOLUTION, RESOLUTION, 3) and "head.linear.weight" in out.weights
+    with pytest.raises(ValueError, match="has no PEFT adapter form"):
+        out.adapter(0)
+    with pytest.raises(ValueError, match="needs `initial`"):
+        pipe.encode(torch.rand(1, RESOLUTION, RESOLUTION, 3), progress=False)
+    initial = {name: value[0] for name, value in out.weights.items()}
+    assert pipe.encode(torch.rand(1, RESOLUTION, RESOLUTION, 3), steps=2, initial=initial, progress=False)
 
 
 def test_save_and_load_round_trip(tmp_path: Path) -> None:
