@@ -65,17 +65,23 @@ def rows_per_shard(features: Features) -> int:
     return max(1, DEFAULT_SHARD_BYTES // max(1, row_bytes))
 
 
+def _temporary_path(path: Path) -> Path:
+    """A temporary file next to `path`, named per process: processes of a distributed run that write the same file
+    at once (the split's settings) must not rename each other's temporary away."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.with_name(f"{path.name}.{os.getpid()}{TEMP_SUFFIX}")
+
+
 def write_parquet_atomic(table: pa.Table, path: Path) -> None:
     """Write `table` to `path` through a temporary file in the same folder, renamed into place when complete."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + TEMP_SUFFIX)
+    temporary = _temporary_path(path)
     pq.write_table(table, temporary)
     os.replace(temporary, path)
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + TEMP_SUFFIX)
+    """Write `text` to `path` through a temporary file in the same folder, renamed into place when complete."""
+    temporary = _temporary_path(path)
     temporary.write_text(text)
     os.replace(temporary, path)
 

@@ -30,6 +30,7 @@ from PIL import Image
 from ..encoding.representations import Representation, representation_from_spec
 from ..fields import NeuralFieldModel
 from ..models import WeightSpaceDiT
+from ..spec import RepresentationSpec
 
 OUTPUT_TYPES = ("pil", "np", "pt", "mesh", "weights")
 ClassLabels = int | str | Sequence[int | str] | torch.Tensor
@@ -104,7 +105,7 @@ class WeightSpacePipeline(DiffusionPipeline):
 
     # -- what the pipeline generates --------------------------------------------------------------------------------
     @property
-    def spec(self) -> Any:
+    def spec(self) -> RepresentationSpec:
         """The representation spec of the generated weights (the transformer's)."""
         return self.transformer.spec
 
