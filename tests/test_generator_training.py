@@ -21,6 +21,7 @@ from stage3_helpers import make_field, write_weight_dataset
 
 from hf_wlora.pipelines import WeightSpacePipeline
 from hf_wlora.pipelines.training import GeneratorTrainingConfig, denoising_loss, train_generator
+from hf_wlora.training.distributed import global_batch_size
 
 ROOT = Path(__file__).parent.parent
 TINY_MODEL = {"hidden_size": 32, "num_layers": 2, "num_heads": 4}
@@ -260,6 +261,13 @@ def test_bad_inputs_fail_before_training(weights_dir: Path, tmp_path: Path, monk
     with pytest.raises(RuntimeError, match="WORLD_SIZE=2 processes were launched but the Accelerator sees 1"):
         train_generator(tiny_config(weights_dir, tmp_path / "out"))
     assert not (tmp_path / "out" / "checkpoints").exists()
+
+
+def test_global_batch_is_at_most_the_data_and_splits_over_processes() -> None:
+    assert global_batch_size(64, 24, 2) == 24
+    assert global_batch_size(8, 24, 4) == 8
+    with pytest.raises(ValueError, match="batch size 7 does not split evenly over 2 processes"):
+        global_batch_size(7, 24, 2)
 
 
 def test_recipe_script_is_a_thin_wrapper(weights_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 from accelerate import Accelerator
+
+logger = logging.getLogger(__name__)
 
 
 def check_world_size(accelerator: Accelerator) -> None:
@@ -19,4 +22,17 @@ def check_world_size(accelerator: Accelerator) -> None:
         )
 
 
-__all__ = ["check_world_size"]
+def global_batch_size(requested: int, num_instances: int, num_processes: int, where: str = "batch_size") -> int:
+    """The global batch size of a step: at most the number of instances, and a multiple of the process count."""
+    size = min(requested, num_instances)
+    if size < requested:
+        logger.warning("%s %d > %d instances; using %d", where, requested, num_instances, size)
+    if size % num_processes:
+        raise ValueError(
+            f"{where}: the batch size {size} does not split evenly over {num_processes} processes; choose a multiple "
+            "of the number of processes."
+        )
+    return size
+
+
+__all__ = ["check_world_size", "global_batch_size"]

@@ -26,7 +26,7 @@ from accelerate import Accelerator
 from tqdm.auto import tqdm
 
 from ...training.checkpoints import TrainingProgress, checkpoint_to_resume, save_checkpoint
-from ...training.distributed import check_world_size
+from ...training.distributed import check_world_size, global_batch_size
 from ...training.ema import ModelEMA
 from ...training.schedule import batch_instances, lr_factor, step_generator
 from ..configuration_neural_field import NeuralFieldConfig
@@ -92,18 +92,10 @@ def _build_model(config: FieldTrainingConfig, num_instances: int) -> AutoDecoder
 
 def _batch_sizes(config: FieldTrainingConfig, num_instances: int, num_processes: int) -> list[int]:
     """Global batch size of each stage: at most the number of instances, and a multiple of the process count."""
-    sizes = []
-    for index, stage in enumerate(config.stages):
-        size = min(stage.batch_size, num_instances)
-        if size < stage.batch_size:
-            logger.warning("stages[%d]: batch_size %d > %d instances; using %d", index, stage.batch_size, size, size)
-        if size % num_processes:
-            raise ValueError(
-                f"stages[{index}]: batch size {size} does not split evenly over {num_processes} processes; "
-                "choose a multiple of the number of processes."
-            )
-        sizes.append(size)
-    return sizes
+    return [
+        global_batch_size(stage.batch_size, num_instances, num_processes, where=f"stages[{index}].batch_size")
+        for index, stage in enumerate(config.stages)
+    ]
 
 
 class FieldTrainer:

@@ -32,7 +32,7 @@ from ...encoding.weight_dataset import WeightDataset, load_weight_dataset
 from ...fields import NeuralFieldModel
 from ...models import WeightSpaceDiT
 from ...training.checkpoints import TrainingProgress, checkpoint_to_resume, save_checkpoint
-from ...training.distributed import check_world_size
+from ...training.distributed import check_world_size, global_batch_size
 from ...training.ema import ModelEMA
 from ...training.schedule import batch_instances, lr_factor, mix_seed, step_generator
 from ..card import SAMPLES_PICTURE
@@ -152,7 +152,7 @@ class GeneratorTrainer:
         spec, info = self.weights.spec, self.weights.info
         vectors = spec.flatten(self.weights.stacked_factors())
         labels = self.weights.labels
-        self.batch_size = self._global_batch_size(len(self.weights))
+        self.batch_size = global_batch_size(config.batch_size, len(self.weights), self.accelerator.num_processes)
 
         class_names = info.class_names
         conditional = config.conditional if config.conditional is not None else bool(class_names)
@@ -195,17 +195,6 @@ class GeneratorTrainer:
     @property
     def _unwrapped(self) -> WeightSpaceDiT:
         return self.accelerator.unwrap_model(self.model)
-
-    def _global_batch_size(self, num_instances: int) -> int:
-        size = min(self.config.batch_size, num_instances)
-        if size < self.config.batch_size:
-            logger.warning("batch_size %d > %d instances; using %d", self.config.batch_size, num_instances, size)
-        if size % self.accelerator.num_processes:
-            raise ValueError(
-                f"The batch size {size} does not split evenly over {self.accelerator.num_processes} processes; "
-                "choose a multiple of the number of processes."
-            )
-        return size
 
     def train(self) -> GeneratorTrainingResult:
         config, accelerator = self.config, self.accelerator
