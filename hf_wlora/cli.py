@@ -14,6 +14,7 @@ def _commands() -> dict[str, Command]:
     from .encoding.command import add_encode_arguments, run_encode_command
     from .fields.training.command import add_train_field_arguments, run_train_field_command
     from .pipelines.training.command import add_train_arguments, run_train_command
+    from .reproduction.command import add_reproduce_arguments, run_reproduce_command
 
     return {
         "demo": ("run the whole pipeline on built-in data", add_demo_arguments, run_demo_command),
@@ -27,6 +28,11 @@ def _commands() -> dict[str, Command]:
             "stage 3: train the diffusion transformer over a weight data set and export a pipeline",
             add_train_arguments,
             run_train_command,
+        ),
+        "reproduce": (
+            "run the paper's studies for the six representations and write REPORT.md",
+            add_reproduce_arguments,
+            run_reproduce_command,
         ),
     }
 

@@ -193,6 +193,29 @@ def reconstruction_scores(
     return scores
 
 
+def configured_representation(config: EncodeConfig, base_field: Any, source: Any) -> Representation:
+    """The representation `config` fits, starting where its encoding starts every instance.
+
+    The adapter kinds start from seeded factors; the mlp kinds (HyperDiffusion) from a fit of the source's first
+    instance, computed here (every process of a distributed run computes the same one).
+    """
+    representation = make_representation(
+        config.representation,
+        base_field,
+        rank=config.rank,
+        seed=config.seed,
+        mask_ratio=config.mask_ratio,
+        mask_seed=config.mask_seed,
+        kappa=config.kappa,
+        **({"alpha": config.alpha} if config.alpha is not None and not config.representation.startswith("mlp") else {}),
+    )
+    if isinstance(representation, StandaloneMLPRepresentation):
+        coords, targets = instance_targets([source[0]], representation.modality, config.points_per_shape, [0])
+        first = fit_instances(representation, coords, targets, config.fit_settings())
+        representation.set_initial_factors({name: value[0] for name, value in first.factors.items()})
+    return representation
+
+
 def _process_grid() -> tuple[int, int, Any]:
     from accelerate import PartialState
     from accelerate.utils import parse_flag_from_env
@@ -216,23 +239,9 @@ def encode(config: EncodeConfig, progress: bool = True) -> EncodeResult:
 
     process_index, num_processes, state = _process_grid()
     base_field, revision = load_base_field(config)
-    representation = make_representation(
-        config.representation,
-        base_field,
-        rank=config.rank,
-        seed=config.seed,
-        mask_ratio=config.mask_ratio,
-        mask_seed=config.mask_seed,
-        kappa=config.kappa,
-        **({"alpha": config.alpha} if config.alpha is not None and not config.representation.startswith("mlp") else {}),
-    )
     source = open_data_source(config.data, config.data_options)
+    representation = configured_representation(config, base_field, source)
     modality = representation.modality
-    if isinstance(representation, StandaloneMLPRepresentation):
-        # HyperDiffusion: every instance starts from the first instance's fit (every process computes the same one).
-        coords, targets = instance_targets([source[0]], modality, config.points_per_shape, [0])
-        first = fit_instances(representation, coords, targets, config.fit_settings())
-        representation.set_initial_factors({name: value[0] for name, value in first.factors.items()})
     info = WeightDatasetInfo(
         spec=representation.spec,
         modality=modality,

@@ -1,4 +1,18 @@
-"""Metrics: reconstruction (PSNR, Chamfer); generation, structure and discrimination metrics come with the studies."""
+"""Metrics of the paper's studies (PAPER.md, "Metric protocols to follow"); a leaf package anyone may import.
+
+- reconstruction: `psnr`, `chamfer_distance`; images: `ssim`;
+- image generation: `image_generation_metrics` (`frechet_distance`, `mmd` with Gaussian or polynomial kernels) on
+  features from a pluggable extractor (`PixelFeatures`, the offline default; `TransformersImageFeatures` for any
+  vision backbone you have locally);
+- shape generation: `point_cloud_generation_metrics` (MMD, COV, 1-NNA over `pairwise_chamfer` or `pairwise_emd`),
+  `sample_point_clouds`, `normalize_point_clouds`, `earth_movers_distance` (Sinkhorn) and `exact_emd`;
+- weight-space structure: `cosine_similarity`, `correlated_initialization`, `interpolation_weights`,
+  `interpolation_barrier`;
+- discrimination: `discrimination_metrics` (k-means ARI, held-out 1-NN and logistic-regression accuracy),
+  `tsne_embedding`, `tsne_plot`.
+
+Names are imported on first access.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +20,94 @@ from typing import TYPE_CHECKING
 
 from .._lazy import lazy_attributes
 
-_LAZY_ATTRIBUTES: dict[str, str] = {"psnr": ".reconstruction", "chamfer_distance": ".reconstruction"}
+_LAZY_ATTRIBUTES: dict[str, str] = {
+    "psnr": ".reconstruction",
+    "chamfer_distance": ".reconstruction",
+    "ssim": ".images",
+    "ImageFeatureExtractor": ".features",
+    "PixelFeatures": ".features",
+    "TransformersImageFeatures": ".features",
+    "image_features": ".features",
+    "frechet_distance": ".distributions",
+    "mmd": ".distributions",
+    "image_generation_metrics": ".distributions",
+    "sample_point_clouds": ".point_clouds",
+    "normalize_point_clouds": ".point_clouds",
+    "pairwise_chamfer": ".point_clouds",
+    "earth_movers_distance": ".point_clouds",
+    "exact_emd": ".point_clouds",
+    "pairwise_emd": ".point_clouds",
+    "generation_metrics_from_distances": ".point_clouds",
+    "point_cloud_generation_metrics": ".point_clouds",
+    "cosine_similarity": ".structure",
+    "correlated_initialization": ".structure",
+    "interpolation_weights": ".structure",
+    "interpolation_barrier": ".structure",
+    "stratified_split": ".discrimination",
+    "kmeans_ari": ".discrimination",
+    "nearest_neighbour_accuracy": ".discrimination",
+    "logistic_regression_accuracy": ".discrimination",
+    "discrimination_metrics": ".discrimination",
+    "tsne_embedding": ".discrimination",
+    "tsne_plot": ".discrimination",
+}
 
 if TYPE_CHECKING:
+    from .discrimination import (
+        discrimination_metrics,
+        kmeans_ari,
+        logistic_regression_accuracy,
+        nearest_neighbour_accuracy,
+        stratified_split,
+        tsne_embedding,
+        tsne_plot,
+    )
+    from .distributions import frechet_distance, image_generation_metrics, mmd
+    from .features import ImageFeatureExtractor, PixelFeatures, TransformersImageFeatures, image_features
+    from .images import ssim
+    from .point_clouds import (
+        earth_movers_distance,
+        exact_emd,
+        generation_metrics_from_distances,
+        normalize_point_clouds,
+        pairwise_chamfer,
+        pairwise_emd,
+        point_cloud_generation_metrics,
+        sample_point_clouds,
+    )
     from .reconstruction import chamfer_distance, psnr
+    from .structure import correlated_initialization, cosine_similarity, interpolation_barrier, interpolation_weights
 
-__all__ = ["chamfer_distance", "psnr"]
+__all__ = [
+    "ImageFeatureExtractor",
+    "PixelFeatures",
+    "TransformersImageFeatures",
+    "chamfer_distance",
+    "correlated_initialization",
+    "cosine_similarity",
+    "discrimination_metrics",
+    "earth_movers_distance",
+    "exact_emd",
+    "frechet_distance",
+    "generation_metrics_from_distances",
+    "image_features",
+    "image_generation_metrics",
+    "interpolation_barrier",
+    "interpolation_weights",
+    "kmeans_ari",
+    "logistic_regression_accuracy",
+    "mmd",
+    "nearest_neighbour_accuracy",
+    "normalize_point_clouds",
+    "pairwise_chamfer",
+    "pairwise_emd",
+    "point_cloud_generation_metrics",
+    "psnr",
+    "sample_point_clouds",
+    "ssim",
+    "stratified_split",
+    "tsne_embedding",
+    "tsne_plot",
+]
 
 __getattr__, __dir__ = lazy_attributes(__name__, _LAZY_ATTRIBUTES, __all__)

@@ -1,0 +1,227 @@
+"""`ReproduceConfig` and the budgets of each scale: what `hf-wlora reproduce` trains, encodes and measures.
+
+A scale fixes, per modality, the data, the stage-1 and stage-2 budgets (shared by all six representations), and
+the budgets of the studies. `small` reuses the demo's tuned budgets (about 30 minutes on 2 CPU cores for both
+modalities); `paper` reads the paper-scale recipes (`recipes/configs/ffhq.yaml`, `shapenet.yaml`: your copies of
+FFHQ and ShapeNet, a GPU); `tiny` only checks that every study runs (the test suite).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..spec import REPRESENTATIONS
+
+SCALES = ("tiny", "small", "paper")
+MODALITIES = ("2d", "3d")
+# The systems of the paper's generation table; "mlp" is HyperDiffusion (whole MLP weights, tensor tokens).
+GENERATION_SYSTEMS = ("mlp", "lora_asym", "mlora", "mlora_asym")
+RECIPES_DIR = Path(__file__).resolve().parent.parent.parent / "recipes" / "configs"
+
+
+@dataclass
+class StudyBudget:
+    """Everything one modality's studies need at one scale.
+
+    Attributes:
+        data, data_options: The data source (see `hf_wlora.data.open_data_source`).
+        train_field: `FieldTrainingConfig` settings of stage 1 (without data and output_dir).
+        encode: `EncodeConfig` settings of stage 2 shared by the six representations (rank, steps, points, ...).
+        structure_instances: Instances fitted from two correlated initialisations (the paper averages 30).
+        structure_lambdas: The lambdas of the correlated initialisations.
+        structure_alphas: Points on the straight line between the two fits where the metric is measured.
+        generation: `GeneratorTrainingConfig` settings of stage 3 (without weights and output_dir).
+        generation_samples: Instances sampled per system; None: 1.1 x the reference count (the 3-D protocol).
+        sampling_steps, guidance_scale: How the generation study samples (class-balanced labels).
+        point_cloud_points: Points per cloud of the 3-D generation metrics (2,048 in the protocol).
+        emd_points: Points per cloud for EMD (a random subset of each cloud; None: all of them). EMD costs O(P^3) per
+            pair with the exact solver (about 1.3 s per pair of 2,048-point clouds on one CPU core), so the small
+            scale measures it on 512 points; on a GPU the Sinkhorn solver takes all 2,048.
+    """
+
+    data: str
+    data_options: dict[str, Any]
+    train_field: dict[str, Any]
+    encode: dict[str, Any]
+    structure_instances: int
+    structure_lambdas: list[float]
+    structure_alphas: int
+    generation: dict[str, Any]
+    generation_samples: int | None = None
+    sampling_steps: int = 50
+    guidance_scale: float = 2.0
+    point_cloud_points: int = 2048
+    emd_points: int | None = None
+
+    @property
+    def modality(self) -> str:
+        return "image" if self.data.partition(":")[0] in ("builtin-glyphs", "image-folder", "hf-images") else "shape"
+
+
+def _tiny(modality: str) -> StudyBudget:
+    if modality == "2d":
+        return StudyBudget(
+            data="builtin-glyphs",
+            data_options={"num_instances": 20, "resolution": 8},
+            train_field={
+                "model": {"hidden_size": 16, "num_layers": 2, "num_fourier_features": 8, "latent_dim": 8},
+                "stages": [{"steps": 8, "batch_size": 10, "resolution": 8}],
+                "checkpoint_every": 8,
+            },
+            encode={"rank": 2, "steps": 4, "batch_size": 20},
+            structure_instances=2,
+            structure_lambdas=[0.0, 1.0],
+            structure_alphas=3,
+            generation=_tiny_generation(),
+            generation_samples=6,
+            sampling_steps=2,
+        )
+    return StudyBudget(
+        data="builtin-shapes",
+        data_options={"num_instances": 20},
+        train_field={
+            "model": {"hidden_size": 16, "num_layers": 2, "num_fourier_features": 8, "latent_dim": 8},
+            "stages": [{"steps": 8, "batch_size": 10, "points": 256}],
+            "sdf_samples": 1024,
+            "checkpoint_every": 8,
+            "eval_instances": 2,
+            "eval_resolution": 16,
+            "eval_points": 256,
+        },
+        encode={"rank": 2, "steps": 4, "batch_size": 20, "points_per_shape": 1024, "mesh_resolution": 16},
+        structure_instances=2,
+        structure_lambdas=[0.0, 1.0],
+        structure_alphas=3,
+        generation={**_tiny_generation(), "mesh_resolution": 16},
+        generation_samples=6,
+        sampling_steps=2,
+        point_cloud_points=128,
+    )
+
+
+def _tiny_generation() -> dict[str, Any]:
+    return {
+        "model": {"hidden_size": 16, "num_layers": 1, "num_heads": 2},
+        "steps": 4,
+        "batch_size": 8,
+        "warmup_steps": 1,
+        "checkpoint_every": 4,
+        "num_grid_samples": 2,
+        "sample_inference_steps": 2,
+        "eval_noise_draws": 1,
+    }
+
+
+def _small(modality: str) -> StudyBudget:
+    from ..demo import DEMO_SETTINGS
+
+    demo = copy.deepcopy(DEMO_SETTINGS[modality])
+    encode = {key: value for key, value in demo["encode"].items() if key != "representation"}
+    generation = {**demo["train"], "steps": 1500, "num_grid_samples": 10, "checkpoint_every": 500}
+    common = {
+        "data": demo["data"]["data"],
+        "data_options": demo["data"]["data_options"],
+        "train_field": demo["train_field"],
+        "encode": encode,
+        "generation": generation,
+    }
+    if modality == "2d":
+        return StudyBudget(
+            **common, structure_instances=8, structure_lambdas=[0.0, 0.25, 0.5, 0.75, 1.0], structure_alphas=5
+        )
+    return StudyBudget(
+        **common,
+        structure_instances=6,
+        structure_lambdas=[0.0, 0.25, 0.5, 0.75, 1.0],
+        structure_alphas=5,
+        point_cloud_points=2048,
+        emd_points=512,
+    )
+
+
+def _paper(modality: str) -> StudyBudget:
+    recipe = RECIPES_DIR / ("ffhq.yaml" if modality == "2d" else "shapenet.yaml")
+    if not recipe.is_file():
+        raise ValueError(f"The paper scale reads {recipe}, which this installation lacks: use a source checkout.")
+    document = yaml.safe_load(recipe.read_text())
+    train_field = dict(document["train_field"])
+    data, data_options = train_field.pop("data"), train_field.pop("data_options", {})
+    train_field.pop("output_dir", None)
+    encode = {
+        key: value
+        for key, value in document["encode"].items()
+        # learning_rate left to each representation's default (the mlp kinds fit at 1e-3, the adapters at 1e-2)
+        if key not in ("field", "output_dir", "data", "data_options", "representation", "learning_rate")
+    }
+    generation = {key: value for key, value in document["train"].items() if key not in ("weights", "output_dir")}
+    return StudyBudget(
+        data=data,
+        data_options=data_options,
+        train_field=train_field,
+        encode=encode,
+        structure_instances=30,
+        structure_lambdas=[round(0.1 * step, 1) for step in range(11)],
+        structure_alphas=11,
+        generation=generation,
+    )
+
+
+@dataclass
+class ReproduceConfig:
+    """Settings of `hf-wlora reproduce`.
+
+    Args:
+        scale: "tiny", "small" or "paper" (see the module docstring).
+        output_dir: Where fields, weight data sets, generators, results and `REPORT.md` go. Rerunning into the same
+            folder reuses everything already finished (fields, data sets, generators, finished studies).
+        modalities: "2d" and/or "3d".
+        representations: Which of the six representations to study (all by default).
+        data_2d, data_3d: Your data source instead of the scale's (e.g. "image-folder:photos/",
+            "mesh-folder:meshes/"); `data_options_2d` / `data_options_3d` are its options.
+        seed: Seed of every stage.
+    """
+
+    scale: str = "small"
+    output_dir: str = "outputs/reproduce"
+    modalities: list[str] = field(default_factory=lambda: list(MODALITIES))
+    representations: list[str] = field(default_factory=lambda: list(REPRESENTATIONS))
+    data_2d: str | None = None
+    data_options_2d: dict[str, Any] | None = None
+    data_3d: str | None = None
+    data_options_3d: dict[str, Any] | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.scale not in SCALES:
+            raise ValueError(f"scale must be one of {SCALES}, got {self.scale!r}.")
+        unknown = sorted(set(self.modalities) - set(MODALITIES))
+        if unknown or not self.modalities:
+            raise ValueError(f"modalities must be a non-empty subset of {MODALITIES}, got {self.modalities}.")
+        unknown = sorted(set(self.representations) - set(REPRESENTATIONS))
+        if unknown or not self.representations:
+            raise ValueError(f"representations must be a non-empty subset of {REPRESENTATIONS}, got {unknown}.")
+        for modality in self.modalities:
+            self.budget(modality)  # bad data sources and missing recipes fail now, not after hours
+
+    def budget(self, modality: str) -> StudyBudget:
+        """The studies' budget for `modality`, with the user's data source if one was named."""
+        from ..data.sources import parse_data_source
+
+        budget = {"tiny": _tiny, "small": _small, "paper": _paper}[self.scale](modality)
+        data = self.data_2d if modality == "2d" else self.data_3d
+        if data is not None:
+            parse_data_source(data)
+            budget.data = data
+            budget.data_options = dict((self.data_options_2d if modality == "2d" else self.data_options_3d) or {})
+        expected = "image" if modality == "2d" else "shape"
+        if budget.modality != expected:
+            raise ValueError(f"The {modality} studies need a {expected} data source, got {budget.data!r}.")
+        return budget
+
+
+__all__ = ["GENERATION_SYSTEMS", "MODALITIES", "SCALES", "ReproduceConfig", "StudyBudget"]

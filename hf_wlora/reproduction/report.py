@@ -1,0 +1,326 @@
+"""`REPORT.md`: the studies' tables and plots, the paper's published figures beside ours, budgets and wall times.
+
+The paper's numbers come from other data (FFHQ, ShapeNet) at another budget, so the report compares orderings: for
+every table it lists the representations from best to worst in our run and in the paper, with Kendall's tau over
+the representations both have.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from . import paper
+from .config import GENERATION_SYSTEMS, ReproduceConfig
+
+PLOTS_DIR = "plots"
+
+
+def _number(value: Any, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    return f"{value:.{digits}g}"
+
+
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
+
+
+def ordering(values: dict[str, float], higher_is_better: bool) -> list[str]:
+    """Names from best to worst (names without a finite value are left out)."""
+    finite = {name: value for name, value in values.items() if value is not None and math.isfinite(value)}
+    return sorted(finite, key=lambda name: finite[name], reverse=higher_is_better)
+
+
+def agreement(ours: dict[str, float], theirs: dict[str, float], higher_is_better: bool) -> str:
+    """Our order, the paper's, and Kendall's tau over the names both have (1 = same order, -1 = reversed)."""
+    from scipy.stats import kendalltau
+
+    common = [name for name in ordering(ours, higher_is_better) if name in theirs]
+    line = (
+        f"ours: {' > '.join(ordering(ours, higher_is_better))}; paper: {' > '.join(ordering(theirs, higher_is_better))}"
+    )
+    if len(common) < 3:
+        return line
+    tau = kendalltau([ours[name] for name in common], [theirs[name] for name in common]).statistic
+    return f"{line}; Kendall's tau over {len(common)}: {tau:+.2f}"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    return [
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *("| " + " | ".join(row) + " |" for row in rows),
+    ]
+
+
+def _reconstruction(results: dict[str, Any]) -> list[str]:
+    lines = ["## 1. Reconstruction (Table 1)", ""]
+    header = ["representation"]
+    per_modality = {modality: found["reconstruction"]["representations"] for modality, found in results.items()}
+    if "2d" in per_modality:
+        header += ["2-D PSNR, ours (mean ± std)", "FFHQ PSNR, paper"]
+    if "3d" in per_modality:
+        header += ["3-D Chamfer, ours (mean ± std)", "ShapeNet Chamfer, paper (airplane / 10 classes)"]
+    names = next(iter(per_modality.values())).keys()
+    rows = []
+    for name in names:
+        row = [f"`{name}`"]
+        if "2d" in per_modality:
+            figures = per_modality["2d"][name]
+            row += [
+                f"{_number(figures.get('score_mean'))} ± {_number(figures.get('score_std'), 2)}",
+                _number(paper.RECONSTRUCTION_PSNR[name]),
+            ]
+        if "3d" in per_modality:
+            figures = per_modality["3d"][name]
+            airplane, classes = paper.RECONSTRUCTION_CHAMFER[name]
+            row += [
+                f"{_number(figures.get('score_mean'))} ± {_number(figures.get('score_std'), 2)}",
+                f"{airplane} / {classes}",
+            ]
+        rows.append(row)
+    lines += [*_table(header, rows), ""]
+    if "2d" in per_modality:
+        ours = {name: per_modality["2d"][name].get("score_mean", math.nan) for name in names}
+        lines.append(f"- 2-D PSNR (higher is better): {agreement(ours, paper.RECONSTRUCTION_PSNR, True)}.")
+    if "3d" in per_modality:
+        ours = {name: per_modality["3d"][name].get("score_mean", math.nan) for name in names}
+        theirs = {name: value[1] for name, value in paper.RECONSTRUCTION_CHAMFER.items()}
+        lines.append(f"- 3-D Chamfer (lower is better), paper's 10 classes: {agreement(ours, theirs, False)}.")
+    return [*lines, ""]
+
+
+def _structure(results: dict[str, Any], folder: Path) -> list[str]:
+    lines = ["## 2. Weight-space structure (Figure 3)", "", f"Paper: {paper.STRUCTURE_FINDING}", ""]
+    for modality, found in results.items():
+        studies = found["structure"]
+        if not studies:
+            continue
+        plot = _structure_plot(studies, folder / PLOTS_DIR / f"structure-{modality}.png", modality)
+        first = next(iter(studies.values()))
+        metric = "PSNR (dB)" if first["metric"] == "psnr" else "Chamfer"
+        lines += [
+            f"### {modality.upper()}: {first['instances']} instances, {first['alphas']} points per path, barrier of "
+            f"the {metric}",
+            "",
+            f"![structure {modality}]({PLOTS_DIR}/{plot.name})",
+            "",
+        ]
+        lambdas = [row["lambda"] for row in first["rows"]]
+        header = ["representation", *(f"λ={lam:g}: cosine / barrier" for lam in lambdas)]
+        rows = [
+            [
+                f"`{name}`",
+                *(f"{_number(row['cosine_mean'], 3)} / {_number(row['barrier_mean'], 3)}" for row in study["rows"]),
+            ]
+            for name, study in studies.items()
+        ]
+        lines += [*_table(header, rows), ""]
+        last = {name: study["rows"][-1]["cosine_mean"] for name, study in studies.items()}
+        lines += [
+            f"- Cosine similarity at λ={lambdas[-1]:g}, most similar first: {' > '.join(ordering(last, True))}.",
+            "",
+        ]
+    return lines
+
+
+def _structure_plot(studies: dict[str, Any], path: Path, modality: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for name, study in studies.items():
+        lambdas = [row["lambda"] for row in study["rows"]]
+        left.plot(lambdas, [row["cosine_mean"] for row in study["rows"]], marker="o", label=name)
+        right.plot(lambdas, [row["barrier_mean"] for row in study["rows"]], marker="o", label=name)
+    left.set(xlabel="λ", ylabel="cosine similarity of the two fits", title=f"{modality.upper()}: similarity")
+    metric = "PSNR drop (dB)" if next(iter(studies.values()))["metric"] == "psnr" else "Chamfer rise"
+    right.set(xlabel="λ", ylabel=f"barrier: {metric}", title=f"{modality.upper()}: linear-mode barrier")
+    left.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def _generation(results: dict[str, Any]) -> list[str]:
+    lines = ["## 3. Generation", ""]
+    for modality, found in results.items():
+        studies = found["generation"]
+        if not studies:
+            continue
+        first = next(iter(studies.values()))
+        lines += [
+            f"### {modality.upper()}: {first['num_samples']} samples per system against the {first['num_references']} "
+            "training instances",
+            "",
+        ]
+        if modality == "2d":
+            header = ["system", "FD", "MMD-G", "MMD-P", "paper FFHQ FD / MMD-G / MMD-P", "DiT loss"]
+            rows = [
+                [
+                    "HyperDiffusion (`mlp`)" if name == "mlp" else f"`{name}`",
+                    _number(study.get("fd")),
+                    _number(study.get("mmd_gaussian")),
+                    _number(study.get("mmd_polynomial")),
+                    " / ".join(str(value) for value in paper.GENERATION_FFHQ.get(name, ())) or "-",
+                    _number(study["generator"]["eval_loss"]),
+                ]
+                for name, study in studies.items()
+            ]
+            lines += [*_table(header, rows), ""]
+            ours = {name: study.get("fd", math.nan) for name, study in studies.items()}
+            theirs = {name: value[0] for name, value in paper.GENERATION_FFHQ.items()}
+            lines.append(f"- FD (lower is better): {agreement(ours, theirs, False)}.")
+        else:
+            header = ["system", "meshes", "MMD-CD", "COV-CD", "1-NNA-CD", "MMD-EMD", "COV-EMD", "1-NNA-EMD", "DiT loss"]
+            rows = []
+            for name, study in studies.items():
+                chamfer, emd = study.get("chamfer", {}), study.get("emd", {})
+                rows.append(
+                    [
+                        "HyperDiffusion (`mlp`)" if name == "mlp" else f"`{name}`",
+                        f"{study.get('num_meshes', 0)} / {study['num_samples']}",
+                        *(_number(chamfer.get(key)) for key in ("mmd", "cov", "1-nna")),
+                        *(_number(emd.get(key)) for key in ("mmd", "cov", "1-nna")),
+                        _number(study["generator"]["eval_loss"]),
+                    ]
+                )
+            lines += [*_table(header, rows), ""]
+            points = next((study["emd_points"] for study in studies.values() if "emd_points" in study), None)
+            if points is not None:
+                lines.append(f"- Clouds normalised per cloud; Chamfer on all points, EMD on {points}-point subsets.")
+            ours = {name: study.get("chamfer", {}).get("1-nna", math.nan) for name, study in studies.items()}
+            lines.append(
+                f"- 1-NNA over Chamfer (closer to 0.5 is better; the paper compares with HyperDiffusion, no table in "
+                f"PAPER.md): {' > '.join(ordering({k: -abs(v - 0.5) for k, v in ours.items()}, True))}."
+            )
+        lines += [""] + [
+            f"![{modality} samples of {name}]({PLOTS_DIR}/samples-{modality}-{name}.png) `{name}`" for name in studies
+        ]
+        lines.append("")
+    return lines
+
+
+def _discrimination(results: dict[str, Any], folder: Path) -> list[str]:
+    lines = ["## 4. Discrimination (Table 4) and t-SNE (Figure 5)", ""]
+    header = ["representation"]
+    for modality in results:
+        header += [f"{modality.upper()} ARI / 1-NN / logistic regression (%)"]
+    header += ["paper, ShapeNet 10 classes"]
+    names = next(iter(results.values()))["discrimination"].keys()
+    rows = []
+    for name in names:
+        row = [f"`{name}`"]
+        for found in results.values():
+            study = found["discrimination"][name]
+            row.append(" / ".join(_number(100 * study[key], 3) for key in ("ari", "nn_accuracy", "logreg_accuracy")))
+        row.append(" / ".join(str(value) for value in paper.DISCRIMINATION_SHAPENET.get(name, ())) or "-")
+        rows.append(row)
+    lines += [*_table(header, rows), ""]
+    for modality, found in results.items():
+        ours = {name: study["logreg_accuracy"] for name, study in found["discrimination"].items()}
+        theirs = {name: value[2] for name, value in paper.DISCRIMINATION_SHAPENET.items()}
+        lines.append(f"- {modality.upper()} logistic-regression accuracy: {agreement(ours, theirs, True)}.")
+        plot = _tsne_plot(found["discrimination"], folder / PLOTS_DIR / f"tsne-{modality}.png", modality)
+        lines += ["", f"![t-SNE {modality}]({PLOTS_DIR}/{plot.name})", ""]
+    return lines
+
+
+def _tsne_plot(studies: dict[str, Any], path: Path, modality: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns = min(3, len(studies))
+    rows = math.ceil(len(studies) / columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(4 * columns, 4 * rows), squeeze=False)
+    for axis in axes.flat:
+        axis.set_axis_off()
+    for axis, (name, study) in zip(axes.flat, studies.items(), strict=False):
+        points, labels = study["tsne"], study["labels"]
+        axis.scatter([p[0] for p in points], [p[1] for p in points], c=labels, cmap="tab10", s=12, vmin=0, vmax=9)
+        axis.set_title(f"{modality.upper()} {name}: ARI {100 * study['ari']:.0f}")
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return path
+
+
+def write_report(folder: Path, config: ReproduceConfig, results: dict[str, Any], seconds: float) -> Path:
+    """Write `folder/REPORT.md` (and its plots) from the studies' `results` per modality; returns its path."""
+    budgets = {modality: config.budget(modality) for modality in results}
+    lines = [
+        "# Reproducing the paper's studies with hf_wlora",
+        "",
+        f"Scale `{config.scale}`, {date.today().isoformat()}, on {platform.machine()} / {platform.system()} "
+        f"({_machine_text()}); total wall time of this run: **{_duration(seconds)}** (stages finished by an earlier "
+        "run of the same folder are reused and not counted again).",
+        "",
+        "| modality | data | stage 1 | stage 2 (each representation) | structure | generation |",
+        "|---|---|---|---|---|---|",
+    ]
+    for modality, budget in budgets.items():
+        stages = budget.train_field.get("stages", [])
+        generation = budget.generation
+        lines.append(
+            f"| {modality.upper()} | `{budget.data}` {json.dumps(budget.data_options)} | "
+            f"{sum(stage['steps'] for stage in stages)} steps | {budget.encode.get('steps', 300)} steps, "
+            f"r = {budget.encode.get('rank', 4)} | {budget.structure_instances} instances, λ in "
+            f"{budget.structure_lambdas} | {generation.get('steps')} steps of batch {generation.get('batch_size')}, "
+            f"{GENERATION_SYSTEMS} |"
+        )
+    lines += ["", "Wall time of each part, as measured by the run that computed it (details in the results files):", ""]
+    parts = ("stage 1", "stage 2", "reconstruction", "structure", "generation", "discrimination")
+    timing_rows = []
+    for modality, found in results.items():
+        totals = {part: sum(v for k, v in found["seconds"].items() if k.startswith(part)) for part in parts}
+        timing_rows.append([modality.upper(), *(_duration(totals[part]) for part in parts)])
+    header = [
+        "modality",
+        "stage 1 (field)",
+        "stage 2 (encode all)",
+        "reconstruction",
+        "structure",
+        "generation (train + sample + metrics)",
+        "discrimination",
+    ]
+    lines += [*_table(header, timing_rows), ""]
+    lines += [
+        "The paper's figures come from FFHQ-128 and ShapeNet at the paper's budget, ours from the data and budget "
+        "above: compare how the representations are ordered, not the values. Every study's raw results are in "
+        "`*/results/*.json`.",
+        "",
+    ]
+    lines += _reconstruction(results)
+    lines += _structure(results, folder)
+    lines += _generation(results)
+    lines += _discrimination(results, folder)
+    path = folder / "REPORT.md"
+    path.write_text("\n".join(lines).rstrip() + "\n")
+    return path
+
+
+def _machine_text() -> str:
+    import os
+
+    import torch
+
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{os.cpu_count()} CPU cores, {device}, torch {torch.__version__}"
+
+
+__all__ = ["agreement", "ordering", "write_report"]

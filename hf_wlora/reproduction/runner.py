@@ -1,0 +1,126 @@
+"""`reproduce`: run the four studies for every representation and modality, then write `REPORT.md`.
+
+Per modality: train the base field, encode the data as each of the six representations, then the studies. Every
+stage and every study's result is kept in the output folder (`{modality}/results/{study}.json`, with its wall
+time), so rerunning an interrupted run skips what is done and resumes what was in progress.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import stages, studies
+from .config import GENERATION_SYSTEMS, ReproduceConfig
+from .report import PLOTS_DIR, write_report
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ReproduceResult:
+    """Where the report is, and every study's results per modality."""
+
+    report_path: Path
+    results: dict[str, Any]
+
+
+def _cached(path: Path, compute: Callable[[], Any], seconds: dict[str, float], part: str) -> Any:
+    """The JSON result at `path`, computed (and its wall time recorded) only if no earlier run wrote it."""
+    if path.is_file():
+        stored = json.loads(path.read_text())
+        seconds[part] = stored["seconds"]
+        return stored["result"]
+    start = time.perf_counter()
+    result = compute()
+    seconds[part] = time.perf_counter() - start
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"seconds": seconds[part], "result": result}) + "\n")
+    return result
+
+
+def _timed(compute: Callable[[], Any], path: Path, seconds: dict[str, float], part: str) -> Any:
+    """Run a stage (which skips or resumes itself) and record its wall time the first time it does work."""
+    record = json.loads(path.read_text()) if path.is_file() else {}
+    start = time.perf_counter()
+    value = compute()
+    elapsed = time.perf_counter() - start
+    if part not in record:
+        record[part] = elapsed
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record, indent=2) + "\n")
+    seconds[part] = record[part]
+    return value
+
+
+def _modality(config: ReproduceConfig, modality: str, folder: Path, progress: bool) -> dict[str, Any]:
+    budget, seed = config.budget(modality), config.seed
+    results_dir, timings = folder / "results", folder / "results" / "stage_seconds.json"
+    seconds: dict[str, float] = {}
+    field_dir = _timed(lambda: stages.base_field(budget, folder, seed), timings, seconds, "stage 1: base field")
+    weights = {
+        name: _timed(
+            lambda name=name: stages.weight_dataset(budget, name, field_dir, folder, seed),
+            timings,
+            seconds,
+            f"stage 2: encode {name}",
+        )
+        for name in config.representations
+    }
+    found: dict[str, Any] = {"seconds": seconds}
+    found["reconstruction"] = _cached(
+        results_dir / "reconstruction.json", lambda: studies.reconstruction_study(weights), seconds, "reconstruction"
+    )
+    found["structure"] = {
+        name: _cached(
+            results_dir / f"structure-{name}.json",
+            lambda name=name: studies.structure_study(budget, name, field_dir, seed, progress),
+            seconds,
+            f"structure {name}",
+        )
+        for name in config.representations
+    }
+    plots = folder.parent / PLOTS_DIR
+    plots.mkdir(parents=True, exist_ok=True)
+
+    def generation(name: str) -> dict[str, Any]:
+        pipeline_dir = stages.generator(budget, weights[name], folder, seed)
+        return studies.generation_study(budget, pipeline_dir, plots / f"samples-{modality}-{name}.png", seed)
+
+    found["generation"] = {
+        name: _cached(
+            results_dir / f"generation-{name}.json", lambda name=name: generation(name), seconds, f"generation {name}"
+        )
+        for name in GENERATION_SYSTEMS
+        if name in config.representations
+    }
+    found["discrimination"] = {
+        name: _cached(
+            results_dir / f"discrimination-{name}.json",
+            lambda name=name: studies.discrimination_study(weights[name], seed),
+            seconds,
+            f"discrimination {name}",
+        )
+        for name in config.representations
+    }
+    return found
+
+
+def reproduce(config: ReproduceConfig, progress: bool = True) -> ReproduceResult:
+    """Run the paper's studies at `config.scale` and write `REPORT.md` into `config.output_dir`."""
+    folder = Path(config.output_dir)
+    start = time.perf_counter()
+    results = {}
+    for modality in config.modalities:
+        logger.info("reproduce: %s studies", modality)
+        results[modality] = _modality(config, modality, folder / modality, progress)
+    report = write_report(folder, config, results, time.perf_counter() - start)
+    return ReproduceResult(report, results)
+
+
+__all__ = ["ReproduceResult", "reproduce"]

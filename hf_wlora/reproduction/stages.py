@@ -1,0 +1,80 @@
+"""The three stages as the studies need them, each skipped when a previous run of the same folder finished it.
+
+`reproduce` may run for hours at the paper's scale; a crash or an interrupt loses at most the stage in progress,
+and those resume themselves (field and generator training from their last checkpoint, encoding from the last
+written batch).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .config import StudyBudget
+
+
+def base_field(budget: StudyBudget, folder: Path, seed: int) -> Path:
+    """Train (or reuse) the modality's base field; returns the baked field's folder."""
+    from ..fields.training import FieldTrainingConfig, train_field
+
+    output_dir = folder / "field_training"
+    if (output_dir / "metrics.json").is_file():
+        return output_dir / "field"
+    config = FieldTrainingConfig.from_dict(
+        {
+            **budget.train_field,
+            "data": budget.data,
+            "data_options": budget.data_options,
+            "output_dir": str(output_dir),
+            "resume": True,
+            "seed": seed,
+        }
+    )
+    return train_field(config).field_dir
+
+
+def encode_config(budget: StudyBudget, representation: str, field_dir: Path, output_dir: Path, seed: int) -> Any:
+    """The `EncodeConfig` of one representation under the budget (also what the structure study fits with)."""
+    from ..encoding import EncodeConfig
+
+    return EncodeConfig(
+        field=str(field_dir),
+        output_dir=str(output_dir),
+        data=budget.data,
+        data_options=budget.data_options,
+        representation=representation,
+        seed=seed,
+        **budget.encode,
+    )
+
+
+def weight_dataset(budget: StudyBudget, representation: str, field_dir: Path, folder: Path, seed: int) -> Path:
+    """Encode (or reuse, or finish encoding) the data as `representation`; returns the weight data set folder."""
+    from ..encoding import INFO_FILE_NAME, encode
+
+    output_dir = folder / "weights" / representation
+    if not (output_dir / INFO_FILE_NAME).is_file():
+        encode(encode_config(budget, representation, field_dir, output_dir, seed))
+    return output_dir
+
+
+def generator(budget: StudyBudget, weights_dir: Path, folder: Path, seed: int) -> Path:
+    """Train (or reuse, or resume training) a diffusion transformer on a weight data set; returns the pipeline."""
+    from ..pipelines.training import GeneratorTrainingConfig, train_generator
+
+    output_dir = folder / "generators" / weights_dir.name
+    if not (output_dir / "metrics.json").is_file():
+        config = GeneratorTrainingConfig.from_dict(
+            {
+                **budget.generation,
+                "weights": str(weights_dir),
+                "output_dir": str(output_dir),
+                "resume": True,
+                "seed": seed,
+            }
+        )
+        train_generator(config)
+    return output_dir / "pipeline"
+
+
+__all__ = ["base_field", "encode_config", "generator", "weight_dataset"]

@@ -1,0 +1,103 @@
+"""`hf-wlora reproduce` at the tiny scale: every study runs for every representation and both modalities, the report
+has every table and plot, lambda = 0 gives cosine 1 and barrier 0, and a rerun reuses what is done."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from hf_wlora.cli import main
+from hf_wlora.reproduction import ReproduceConfig, reproduce
+from hf_wlora.reproduction.config import GENERATION_SYSTEMS
+from hf_wlora.reproduction.report import agreement, ordering
+from hf_wlora.spec import REPRESENTATIONS
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    folder = tmp_path_factory.mktemp("reproduce")
+    return reproduce(ReproduceConfig(scale="tiny", output_dir=str(folder)), progress=False)
+
+
+def test_the_report_has_every_table_and_plot(tiny_run: Any) -> None:
+    report = tiny_run.report_path.read_text()
+    for heading in (
+        "## 1. Reconstruction (Table 1)",
+        "## 2. Weight-space structure (Figure 3)",
+        "## 3. Generation",
+        "## 4. Discrimination (Table 4) and t-SNE (Figure 5)",
+    ):
+        assert heading in report
+    for name in REPRESENTATIONS:
+        assert report.count(f"| `{name}` |") >= 4, name  # reconstruction, two structure tables, discrimination
+    assert "| HyperDiffusion (`mlp`) |" in report and "MMD-CD" in report and "MMD-G" in report
+    plots = tiny_run.report_path.parent / "plots"
+    expected = {f"structure-{m}.png" for m in ("2d", "3d")} | {f"tsne-{m}.png" for m in ("2d", "3d")}
+    expected |= {f"samples-{m}-{name}.png" for m in ("2d", "3d") for name in GENERATION_SYSTEMS}
+    assert expected <= {path.name for path in plots.iterdir()}
+    for name in expected:
+        assert f"plots/{name}" in report
+    assert "Kendall's tau over 6" in report  # orderings compared with the paper's
+
+
+def test_structure_at_lambda_zero_refits_the_same_weights(tiny_run: Any) -> None:
+    for modality in ("2d", "3d"):
+        for name, study in tiny_run.results[modality]["structure"].items():
+            first = study["rows"][0]
+            assert first["lambda"] == 0.0
+            assert first["cosine_mean"] == pytest.approx(1.0, abs=1e-9), (modality, name)
+            assert first["barrier_mean"] == 0.0 or first["paths_without_mesh"] == study["instances"], (modality, name)
+            assert study["rows"][-1]["cosine_mean"] < 0.99  # lambda = 1: an independent start
+
+
+def test_every_study_reports_numbers(tiny_run: Any) -> None:
+    two_d, three_d = tiny_run.results["2d"], tiny_run.results["3d"]
+    for modality in (two_d, three_d):
+        assert set(modality["reconstruction"]["representations"]) == set(REPRESENTATIONS)
+        for study in modality["discrimination"].values():
+            assert 0 <= study["nn_accuracy"] <= 1 and 0 <= study["logreg_accuracy"] <= 1 and len(study["tsne"]) == 20
+    for study in two_d["generation"].values():
+        assert study["fd"] >= 0 and study["num_samples"] == 6
+    for study in three_d["generation"].values():
+        assert study["num_meshes"] <= 6
+        if study["num_meshes"] >= 2:  # an untrained tiny generator: only the ranges are known
+            for distance in ("chamfer", "emd"):
+                assert study[distance]["mmd"] > 0 and 0 < study[distance]["cov"] <= 1
+                assert 0 <= study[distance]["1-nna"] <= 1
+
+
+def test_a_rerun_reuses_everything_and_the_cli_runs_it(tiny_run: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tiny_run.report_path.parent
+    generator_metrics = folder / "2d" / "generators" / "mlora_asym" / "metrics.json"
+    stamp = generator_metrics.stat().st_mtime_ns
+    assert main(["reproduce", "--scale", "tiny", "--output_dir", str(folder), "--modality", "2d"]) == 0
+    assert f"report: {folder / 'REPORT.md'}" in capsys.readouterr().out
+    assert generator_metrics.stat().st_mtime_ns == stamp  # not retrained
+    rerun = reproduce(ReproduceConfig(scale="tiny", output_dir=str(folder)), progress=False)
+    assert json.dumps(rerun.results, sort_keys=True) == json.dumps(tiny_run.results, sort_keys=True)
+
+
+def test_orderings_and_agreement_with_the_paper() -> None:
+    ours = {"a": 3.0, "b": 1.0, "c": 2.0, "d": float("nan")}
+    assert ordering(ours, higher_is_better=True) == ["a", "c", "b"]
+    assert ordering(ours, higher_is_better=False) == ["b", "c", "a"]
+    same = agreement(ours, {"a": 30.0, "b": 10.0, "c": 20.0}, higher_is_better=True)
+    assert same.endswith("Kendall's tau over 3: +1.00")
+    assert agreement(ours, {"a": 1.0, "b": 3.0, "c": 2.0}, higher_is_better=True).endswith("tau over 3: -1.00")
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"scale": "huge"}, "scale must be one of"),
+        ({"modalities": ["4d"]}, "modalities must be a non-empty subset"),
+        ({"representations": ["mlora", "dora"]}, "representations must be a non-empty subset"),
+        ({"data_2d": "builtin-shapes"}, "The 2d studies need a image data source"),
+        ({"data_3d": "nowhere:x"}, "unknown data source"),
+    ],
+)
+def test_bad_settings_fail_before_any_work(settings: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ReproduceConfig(**settings)
