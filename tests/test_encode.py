@@ -145,3 +145,17 @@ def test_rows_decode_to_their_recorded_scores(field_dir: str, tmp_path: Path) ->
     other_field = NeuralFieldModel(NeuralFieldConfig(modality="image", hidden_size=16, num_layers=2)).bake()
     with pytest.raises(ValueError, match="does not match"):
         representation_from_spec(weights.spec, other_field)
+
+
+def test_mlp_asym_freezes_entries_at_the_fields_own_scale(field_dir: str) -> None:
+    from hf_wlora.encoding.representations import MLP_KAPPA, make_representation
+    from hf_wlora.fields import NeuralFieldModel
+
+    field = NeuralFieldModel.from_pretrained(field_dir)
+    mlp_asym = make_representation("mlp_asym", field).spec
+    assert mlp_asym.kappa == MLP_KAPPA == 0.1
+    layer = mlp_asym.layers[1].name
+    frozen = mlp_asym.frozen_values(layer)[mlp_asym.mask(layer)]
+    assert 0.08 < float(frozen.std()) < 0.12  # N(0, 0.1^2), next to weights of std ~ 1 / sqrt(3 * 24)
+    assert make_representation("lora_asym", field, rank=2).spec.kappa == 1.0  # A's frozen entries gate through B
+    assert make_representation("mlp_asym", field, kappa=0.5).spec.kappa == 0.5

@@ -338,4 +338,7 @@ def test_tsne_errors(tmp_path: Path) -> None:
         tsne_embedding(features, perplexity=8)
     with pytest.raises(ValueError, match="at least 4 instances and 2 feature dimensions"):
         tsne_embedding(features[:, :1])
+    # identical vectors (a representation whose fits never moved) used to crash sklearn's Barnes-Hut tree
+    with pytest.raises(ValueError, match="every instance has the same features"):
+        tsne_embedding(np.ones((12, 5)))
     assert not (tmp_path / "tsne.png").exists()

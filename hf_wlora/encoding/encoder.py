@@ -19,7 +19,7 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
-from ..spec import DEFAULT_KAPPA, DEFAULT_MASK_RATIO, DEFAULT_MASK_SEED, REPRESENTATIONS
+from ..spec import DEFAULT_MASK_RATIO, DEFAULT_MASK_SEED, REPRESENTATIONS
 from .fitting import FitSettings, fit_instances
 from .representations import Representation, StandaloneMLPRepresentation, make_representation
 
@@ -41,7 +41,9 @@ class EncodeConfig:
         data_options: Keyword arguments of the data source (e.g. num_instances, resolution).
         field_subfolder, field_revision: Where in the field's repo or folder the base field is.
         representation: One of mlp, mlp_asym, lora, lora_asym, mlora, mlora_asym.
-        rank, alpha, mask_ratio, mask_seed, kappa: The representation's settings (alpha None: the tuner's default).
+        rank, alpha, mask_ratio, mask_seed, kappa: The representation's settings (alpha None: the tuner's default;
+            kappa None: 1 for the LoRA kinds, `MLP_KAPPA` = 0.1 for the mlp kinds, whose frozen entries are weights
+            of the field itself).
         steps, learning_rate, points_per_step: Fitting budget (learning_rate None: 1e-2 for adapters, 1e-3 for mlp).
         points_per_shape: SDF samples drawn per shape (seeded by the instance's index).
         batch_size: Instances fitted together (it changes speed and memory, never the result).
@@ -62,7 +64,7 @@ class EncodeConfig:
     alpha: float | None = None
     mask_ratio: float = DEFAULT_MASK_RATIO
     mask_seed: int = DEFAULT_MASK_SEED
-    kappa: float = DEFAULT_KAPPA
+    kappa: float | None = None
     steps: int = 300
     learning_rate: float | None = None
     points_per_step: int | None = None
@@ -206,7 +208,7 @@ def configured_representation(config: EncodeConfig, base_field: Any, source: Any
         seed=config.seed,
         mask_ratio=config.mask_ratio,
         mask_seed=config.mask_seed,
-        kappa=config.kappa,
+        **({"kappa": config.kappa} if config.kappa is not None else {}),
         **({"alpha": config.alpha} if config.alpha is not None and not config.representation.startswith("mlp") else {}),
     )
     if isinstance(representation, StandaloneMLPRepresentation):

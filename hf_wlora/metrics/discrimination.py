@@ -137,13 +137,19 @@ def discrimination_metrics(
     }
 
 
+# Largest set embedded with exact t-SNE (O(N^2) per iteration: about a second at 128 instances, minutes at 2,000).
+EXACT_TSNE_LIMIT = 1000
+
+
 def tsne_embedding(
     features: np.ndarray | Tensor, seed: int = 0, perplexity: float | None = None, standardize: bool = True
 ) -> np.ndarray:
     """A 2-D t-SNE embedding (N, 2) of the (standardised) features, for pictures only: its distances are not metrics.
 
-    sklearn's (Barnes-Hut) t-SNE with PCA initialisation and `random_state=seed`. The perplexity
-    defaults to min(30, (N - 1) / 3), sklearn's 30 where N allows it; an explicit one must lie in (0, N).
+    sklearn's t-SNE with PCA initialisation and `random_state=seed`: exact up to `EXACT_TSNE_LIMIT` instances
+    (sklearn's Barnes-Hut tree recurses without end on duplicate points and crashed the process on a set of
+    identical weight vectors), Barnes-Hut above. The perplexity defaults to min(30, (N - 1) / 3), sklearn's 30 where
+    N allows it; an explicit one must lie in (0, N). Features that are all the same raise a ValueError.
     """
     from sklearn.manifold import TSNE
 
@@ -157,8 +163,11 @@ def tsne_embedding(
         raise ValueError(
             f"perplexity must lie in (0, N) = (0, {len(x)}), got {perplexity}; leave it None for the default."
         )
+    if len(np.unique(x, axis=0)) < 2:
+        raise ValueError("t-SNE needs at least 2 distinct feature vectors, but every instance has the same features.")
     (x,) = _standardized(x, standardize=standardize)
-    tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed)
+    method = "exact" if len(x) <= EXACT_TSNE_LIMIT else "barnes_hut"
+    tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed, method=method)
     return tsne.fit_transform(x).astype(np.float64)
 
 

@@ -252,6 +252,9 @@ def _tsne_plot(studies: dict[str, Any], path: Path, modality: str) -> Path:
         axis.set_axis_off()
     for axis, (name, study) in zip(axes.flat, studies.items(), strict=False):
         points, labels = study["tsne"], study["labels"]
+        if points is None:
+            axis.set_title(f"{modality.upper()} {name}: no embedding ({study['tsne_error']})", fontsize=7, wrap=True)
+            continue
         axis.scatter([p[0] for p in points], [p[1] for p in points], c=labels, cmap="tab10", s=12, vmin=0, vmax=9)
         axis.set_title(f"{modality.upper()} {name}: ARI {100 * study['ari']:.0f}")
     figure.tight_layout()

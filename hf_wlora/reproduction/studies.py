@@ -190,12 +190,16 @@ def discrimination_study(weights_dir: Path, seed: int) -> dict[str, Any]:
     # scikit-learn's OpenMP and BLAS pools next to torch's idle, spinning one slowed k-means and t-SNE 100-fold on 2
     # cores (40 s instead of 0.3 s on 20 instances); one thread is plenty at these sizes
     with threadpool_limits(limits=1):
-        return {
+        results = {
             **discrimination_metrics(features, labels, seed=seed),
-            "tsne": tsne_embedding(features, seed=seed).tolist(),
             "labels": labels.tolist(),
             "class_names": weights.info.class_names,
         }
+        try:
+            results["tsne"] = tsne_embedding(features, seed=seed).tolist()
+        except ValueError as error:  # e.g. a representation whose fits all stayed at the shared start
+            results["tsne"], results["tsne_error"] = None, str(error)
+    return results
 
 
 def _nanmean(values: np.ndarray) -> float:
