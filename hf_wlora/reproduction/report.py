@@ -266,12 +266,13 @@ def _tsne_plot(studies: dict[str, Any], path: Path, modality: str) -> Path:
 def write_report(folder: Path, config: ReproduceConfig, results: dict[str, Any], seconds: float) -> Path:
     """Write `folder/REPORT.md` (and its plots) from the studies' `results` per modality; returns its path."""
     budgets = {modality: config.budget(modality) for modality in results}
+    total = sum(value for found in results.values() for value in found["seconds"].values())
     lines = [
         "# Reproducing the paper's studies with hf_wlora",
         "",
         f"Scale `{config.scale}`, {date.today().isoformat()}, on {platform.machine()} / {platform.system()} "
-        f"({_machine_text()}); total wall time of this run: **{_duration(seconds)}** (stages finished by an earlier "
-        "run of the same folder are reused and not counted again).",
+        f"({_machine_text()}). Wall time of all parts: **{_duration(total)}** (each part as measured by the run that "
+        f"computed it; this invocation took {_duration(seconds)}, reusing what earlier runs of the folder finished).",
         "",
         "| modality | data | stage 1 | stage 2 (each representation) | structure | generation |",
         "|---|---|---|---|---|---|",
