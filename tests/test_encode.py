@@ -14,6 +14,7 @@ from hf_wlora.encoding import encoder as encode_module
 from hf_wlora.encoding import load_weight_dataset
 from hf_wlora.encoding.encoder import EncodeConfig, encode
 from hf_wlora.fields import NeuralFieldConfig, NeuralFieldModel
+from hf_wlora.spec import REPRESENTATIONS
 
 GLYPHS = {"num_instances": 7, "resolution": 10}
 ROOT = Path(__file__).parent.parent
@@ -120,6 +121,19 @@ def test_config_from_yaml_and_errors(field_dir: str, tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump({"encode": {"field": field_dir, "output_dir": "out", "representation": "lora"}}))
     loaded = EncodeConfig.from_yaml(path, steps=7)
     assert loaded.representation == "lora" and loaded.steps == 7 and loaded.learning_rate == 1e-2
+    # mLoRA's factors start near 1 and travel far: its default rate is ten times additive LoRA's
+    defaults = {
+        name: EncodeConfig(field="f", output_dir="o", representation=name).learning_rate for name in REPRESENTATIONS
+    }
+    assert defaults == {
+        "mlp": 1e-3,
+        "mlp_asym": 1e-3,
+        "lora": 1e-2,
+        "lora_asym": 1e-2,
+        "mlora": 1e-1,
+        "mlora_asym": 1e-1,
+    }
+    assert EncodeConfig(field="f", output_dir="o", representation="mlora", learning_rate=3e-2).learning_rate == 3e-2
     with pytest.raises(ValueError, match="Unknown encode settings"):
         EncodeConfig.from_dict({"field": "f", "output_dir": "o", "stepz": 3})
     with pytest.raises(ValueError, match="representation"):
@@ -147,15 +161,15 @@ def test_rows_decode_to_their_recorded_scores(field_dir: str, tmp_path: Path) ->
         representation_from_spec(weights.spec, other_field)
 
 
-def test_mlp_asym_freezes_entries_at_the_fields_own_scale(field_dir: str) -> None:
+def test_mlp_asym_freezes_entries_at_a_small_scale_by_default(field_dir: str) -> None:
     from hf_wlora.encoding.representations import MLP_KAPPA, make_representation
     from hf_wlora.fields import NeuralFieldModel
 
     field = NeuralFieldModel.from_pretrained(field_dir)
     mlp_asym = make_representation("mlp_asym", field).spec
-    assert mlp_asym.kappa == MLP_KAPPA == 0.1
+    assert mlp_asym.kappa == MLP_KAPPA == 0.03
     layer = mlp_asym.layers[1].name
     frozen = mlp_asym.frozen_values(layer)[mlp_asym.mask(layer)]
-    assert 0.08 < float(frozen.std()) < 0.12  # N(0, 0.1^2), next to weights of std ~ 1 / sqrt(3 * 24)
+    assert 0.024 < float(frozen.std()) < 0.036  # N(0, 0.03^2)
     assert make_representation("lora_asym", field, rank=2).spec.kappa == 1.0  # A's frozen entries gate through B
     assert make_representation("mlp_asym", field, kappa=0.5).spec.kappa == 0.5

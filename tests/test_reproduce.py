@@ -11,7 +11,7 @@ import pytest
 from hf_wlora.cli import main
 from hf_wlora.reproduction import ReproduceConfig, reproduce
 from hf_wlora.reproduction.config import GENERATION_SYSTEMS
-from hf_wlora.reproduction.report import agreement, ordering
+from hf_wlora.reproduction.report import agreement, ordering, score_cell
 from hf_wlora.spec import REPRESENTATIONS
 
 
@@ -86,6 +86,15 @@ def test_orderings_and_agreement_with_the_paper() -> None:
     same = agreement(ours, {"a": 30.0, "b": 10.0, "c": 20.0}, higher_is_better=True)
     assert same.endswith("Kendall's tau over 3: +1.00")
     assert agreement(ours, {"a": 1.0, "b": 3.0, "c": 2.0}, higher_is_better=True).endswith("tau over 3: -1.00")
+    tied = {"a": 100.0, "b": 100.0, "c": 100.0}
+    assert agreement(tied, {"a": 1.0, "b": 3.0, "c": 2.0}, higher_is_better=True).endswith("tau undefined (all tied)")
+
+
+def testscore_cells_name_instances_without_a_score() -> None:
+    figures = {"num_instances": 32, "num_non_finite_scores": 0, "score_mean": 0.0123, "score_std": 0.0045}
+    assert score_cell(figures) == "0.0123 ± 0.0045"
+    assert score_cell({**figures, "num_non_finite_scores": 2}) == "0.0123 ± 0.0045 (2 of 32 without a score)"
+    assert score_cell({"num_instances": 32, "num_non_finite_scores": 32}) == "no score for 32 of 32"
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,12 @@ from tqdm.auto import tqdm
 
 from ..spec import DEFAULT_MASK_RATIO, DEFAULT_MASK_SEED, REPRESENTATIONS
 from .fitting import FitSettings, fit_instances
-from .representations import Representation, StandaloneMLPRepresentation, make_representation
+from .representations import (
+    DEFAULT_LEARNING_RATES,
+    Representation,
+    StandaloneMLPRepresentation,
+    make_representation,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -42,9 +47,10 @@ class EncodeConfig:
         field_subfolder, field_revision: Where in the field's repo or folder the base field is.
         representation: One of mlp, mlp_asym, lora, lora_asym, mlora, mlora_asym.
         rank, alpha, mask_ratio, mask_seed, kappa: The representation's settings (alpha None: the tuner's default;
-            kappa None: 1 for the LoRA kinds, `MLP_KAPPA` = 0.1 for the mlp kinds, whose frozen entries are weights
+            kappa None: 1 for the LoRA kinds, `MLP_KAPPA` = 0.03 for the mlp kinds, whose frozen entries are weights
             of the field itself).
-        steps, learning_rate, points_per_step: Fitting budget (learning_rate None: 1e-2 for adapters, 1e-3 for mlp).
+        steps, learning_rate, points_per_step: Fitting budget (learning_rate None: the kind's
+            `DEFAULT_LEARNING_RATES` entry, 1e-1 for mLoRA, 1e-2 for LoRA, 1e-3 for mlp).
         points_per_shape: SDF samples drawn per shape (seeded by the instance's index).
         batch_size: Instances fitted together (it changes speed and memory, never the result).
         shard_size: Rows per final parquet shard (None: about 500 MB).
@@ -82,7 +88,7 @@ class EncodeConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
         if self.learning_rate is None:
-            self.learning_rate = 1e-3 if self.representation.startswith("mlp") else 1e-2
+            self.learning_rate = DEFAULT_LEARNING_RATES[self.representation]
         self.fit_settings()  # validates steps, learning rate and points per step now, not after loading data
 
     def fit_settings(self) -> FitSettings:

@@ -24,9 +24,26 @@ from ..tuners.mlora import MLoraConfig, adapter_factors, batched_call, batched_f
 from ..tuners.mlora.functional import chunk_size_for
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-# Default std of mlp_asym's frozen weight entries (measured on the demo's 128 glyphs, 300 steps: mean PSNR 36.5 dB at
-# 0.1, 29.9 at 0.3, 5.4 at 1.0, against 40.8 for mlp; the paper reports 33.3 against 35.1).
-MLP_KAPPA = 0.1
+# Default std of mlp_asym's frozen weight entries, measured at the small reproduction scale. 128 glyphs, 300 steps:
+# mean PSNR 38.1 dB at 0.03, 36.5 at 0.1, 29.9 at 0.3, 5.4 at 1.0, against 40.8 for mlp (the paper: 33.3 against
+# 35.1). 32 shapes, 150 steps: Chamfer 0.045 at 0.03 against 0.034 for mlp; at 0.1 the start predicted a distance
+# beyond DeepSDF's clamp (|d| >= 0.1) at 90% of random points of the cube (mlp: 78%), the first fit ended without a
+# surface, and no later instance moved from it (all start from the first fit; the clamp leaves no gradient there).
+MLP_KAPPA = 0.03
+# Adam's default encoding learning rate per kind (measured at the small reproduction scale, 300 steps on 128 glyphs and
+# 150 on 32 shapes; benchmarks/RESULTS.md, "Encoding learning rate"). Adam moves every entry by about the learning
+# rate per step whatever the gradient's scale; mLoRA's factors start near 1 and must travel distances of order 1 to
+# reshape a weight (M from 1 towards 0 or 2), while additive LoRA's B starts at 0 and only travels as far as the weight
+# change itself. At 1e-2 mlora_asym under-fit (25.0 dB, Chamfer 5.8e-3) where 1e-1 fits (37.1 dB, 1.7e-3); additive
+# LoRA diverged at 1e-1 (19.7 dB).
+DEFAULT_LEARNING_RATES = {
+    "mlp": 1e-3,
+    "mlp_asym": 1e-3,
+    "lora": 1e-2,
+    "lora_asym": 1e-2,
+    "mlora": 1e-1,
+    "mlora_asym": 1e-1,
+}
 
 
 def _first_output(outputs: Any) -> torch.Tensor:
@@ -145,8 +162,8 @@ class StandaloneMLPRepresentation(Representation):
 
     Every instance starts from the same weights; the encoder sets them to the first instance's fit
     (`set_initial_factors`), as HyperDiffusion does. The asymmetric variant's frozen entries default to
-    N(0, MLP_KAPPA^2): "large" next to the field's own weights (std about 0.07 at width 64), but not so large that
-    the field saturates (at kappa = 1 every output was clamped, the gradient exactly zero and no instance moved).
+    N(0, MLP_KAPPA^2): random next to the trained weights they replace, but not so large that the field saturates
+    (at kappa = 1 every output was clamped, the gradient exactly zero and no instance moved; 0.1 did that to SDFs).
     """
 
     def __init__(self, name: str, field_config: NeuralFieldConfig, seed: int = 0, **spec_kwargs: Any) -> None:

@@ -50,7 +50,18 @@ def agreement(ours: dict[str, float], theirs: dict[str, float], higher_is_better
     if len(common) < 3:
         return line
     tau = kendalltau([ours[name] for name in common], [theirs[name] for name in common]).statistic
+    if math.isnan(tau):  # one side gives every name the same value
+        return f"{line}; Kendall's tau undefined (all tied)"
     return f"{line}; Kendall's tau over {len(common)}: {tau:+.2f}"
+
+
+def score_cell(figures: dict[str, Any]) -> str:
+    """Mean ± std of an encoding's scores, and how many instances had none (a shape whose mesh was empty)."""
+    failed, total = figures.get("num_non_finite_scores", 0), figures["num_instances"]
+    if failed == total:
+        return f"no score for {failed} of {total}"
+    cell = f"{_number(figures.get('score_mean'))} ± {_number(figures.get('score_std'), 2)}"
+    return f"{cell} ({failed} of {total} without a score)" if failed else cell
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
@@ -75,17 +86,11 @@ def _reconstruction(results: dict[str, Any]) -> list[str]:
         row = [f"`{name}`"]
         if "2d" in per_modality:
             figures = per_modality["2d"][name]
-            row += [
-                f"{_number(figures.get('score_mean'))} ± {_number(figures.get('score_std'), 2)}",
-                _number(paper.RECONSTRUCTION_PSNR[name]),
-            ]
+            row += [score_cell(figures), _number(paper.RECONSTRUCTION_PSNR[name])]
         if "3d" in per_modality:
             figures = per_modality["3d"][name]
             airplane, classes = paper.RECONSTRUCTION_CHAMFER[name]
-            row += [
-                f"{_number(figures.get('score_mean'))} ± {_number(figures.get('score_std'), 2)}",
-                f"{airplane} / {classes}",
-            ]
+            row += [score_cell(figures), f"{airplane} / {classes}"]
         rows.append(row)
     lines += [*_table(header, rows), ""]
     if "2d" in per_modality:
