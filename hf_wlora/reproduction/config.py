@@ -121,7 +121,7 @@ def _small(modality: str) -> StudyBudget:
     from ..demo import DEMO_SETTINGS
 
     demo = copy.deepcopy(DEMO_SETTINGS[modality])
-    # learning_rate left to each representation's default, as at the paper scale (the demo's is mlora_asym's)
+    # learning_rate left to each representation's default, as at the paper scale (the demo's suits its generator)
     encode = {key: value for key, value in demo["encode"].items() if key not in ("representation", "learning_rate")}
     generation = {**demo["train"], "steps": 1500, "num_grid_samples": 10, "checkpoint_every": 500}
     common = {
