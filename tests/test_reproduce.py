@@ -4,8 +4,10 @@ has every table and plot, lambda = 0 gives cosine 1 and barrier 0, and a rerun r
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from hf_wlora.cli import main
@@ -110,3 +112,28 @@ def testscore_cells_name_instances_without_a_score() -> None:
 def test_bad_settings_fail_before_any_work(settings: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         ReproduceConfig(**settings)
+
+
+def test_data_with_one_class_skips_discrimination_and_says_why(tmp_path: Path) -> None:
+    from PIL import Image
+
+    images = tmp_path / "photos"  # files directly in the folder: one class, nothing to discriminate
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for index in range(12):
+        Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(images / f"{index}.png")
+    config = ReproduceConfig(
+        scale="tiny",
+        output_dir=str(tmp_path / "run"),
+        modalities=["2d"],
+        representations=["lora", "mlora_asym"],
+        data_2d=f"image-folder:{images}",
+        data_options_2d={"resolution": 8},
+    )
+    result = reproduce(config, progress=False)
+    for study in result.results["2d"]["discrimination"].values():
+        assert study == {"skipped": "labels has 1 class(es); discrimination needs at least 2 classes."}
+    report = result.report_path.read_text()
+    assert "| `mlora_asym` | skipped |" in report and "- 2D: skipped for 2:" in report
+    assert "tsne-2d.png" not in report
+    assert result.results["2d"]["generation"]["mlora_asym"]["num_samples"] > 0  # the other studies ran

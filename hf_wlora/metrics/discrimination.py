@@ -196,25 +196,36 @@ def tsne_plot(
         raise ValueError(f"The t-SNE plot is saved as PNG: give a path ending in .png, got {str(path)!r}.")
     x = _features(features, "features")
     y = _labels(labels, "labels", len(x))
-    names = np.unique(y)
-    legend = [_class_name(name, class_names) for name in names]
+    for label in np.unique(y):
+        _class_name(label, class_names)  # a missing name fails now, not after the embedding
     embedding = tsne_embedding(x, seed=seed, perplexity=perplexity, standardize=standardize)
 
     figure = Figure(figsize=TSNE_FIGSIZE, dpi=TSNE_DPI, layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
-    colours = _colours(len(names))
-    for name, text, colour in zip(names, legend, colours, strict=True):
-        points = embedding[y == name]
-        axes.scatter(points[:, 0], points[:, 1], s=12, color=colour, label=text, alpha=0.8, linewidths=0)
-    axes.set_xticks([])
-    axes.set_yticks([])
+    scatter_by_class(axes, embedding, y, class_names)
     if title is not None:
         axes.set_title(title)
     figure.legend(loc="outside right upper", markerscale=2.0, frameon=False)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, format="png", dpi=TSNE_DPI)
     return path
+
+
+def scatter_by_class(
+    axes: Any,
+    embedding: np.ndarray,
+    labels: np.ndarray,
+    class_names: Sequence[str] | Mapping[Any, str] | None = None,
+) -> None:
+    """Scatter a 2-D `embedding` on matplotlib `axes`, one distinct colour and legend label per class of `labels`."""
+    classes = np.unique(labels)
+    for label, colour in zip(classes, _colours(len(classes)), strict=True):
+        points = embedding[labels == label]
+        name = _class_name(label, class_names)
+        axes.scatter(points[:, 0], points[:, 1], s=12, color=colour, label=name, alpha=0.8, linewidths=0)
+    axes.set_xticks([])
+    axes.set_yticks([])
 
 
 def _colours(count: int) -> list[tuple[float, float, float, float]]:

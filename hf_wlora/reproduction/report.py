@@ -15,6 +15,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from . import paper
 from .config import GENERATION_SYSTEMS, ReproduceConfig
 
@@ -230,15 +232,22 @@ def _discrimination(results: dict[str, Any], folder: Path) -> list[str]:
         row = [f"`{name}`"]
         for found in results.values():
             study = found["discrimination"][name]
-            row.append(" / ".join(_number(100 * study[key], 3) for key in ("ari", "nn_accuracy", "logreg_accuracy")))
+            keys = ("ari", "nn_accuracy", "logreg_accuracy")
+            row.append("skipped" if "skipped" in study else " / ".join(_number(100 * study[key], 3) for key in keys))
         row.append(" / ".join(str(value) for value in paper.DISCRIMINATION_SHAPENET.get(name, ())) or "-")
         rows.append(row)
     lines += [*_table(header, rows), ""]
     for modality, found in results.items():
-        ours = {name: study["logreg_accuracy"] for name, study in found["discrimination"].items()}
+        studied = {name: study for name, study in found["discrimination"].items() if "skipped" not in study}
+        if len(studied) < len(found["discrimination"]):
+            reason = next(study["skipped"] for study in found["discrimination"].values() if "skipped" in study)
+            lines.append(f"- {modality.upper()}: skipped for {len(found['discrimination']) - len(studied)}: {reason}.")
+        if not studied:
+            continue
+        ours = {name: study["logreg_accuracy"] for name, study in studied.items()}
         theirs = {name: value[2] for name, value in paper.DISCRIMINATION_SHAPENET.items()}
         lines.append(f"- {modality.upper()} logistic-regression accuracy: {agreement(ours, theirs, True)}.")
-        plot = _tsne_plot(found["discrimination"], folder / PLOTS_DIR / f"tsne-{modality}.png", modality)
+        plot = _tsne_plot(studied, folder / PLOTS_DIR / f"tsne-{modality}.png", modality)
         lines += ["", f"![t-SNE {modality}]({PLOTS_DIR}/{plot.name})", ""]
     return lines
 
@@ -249,20 +258,26 @@ def _tsne_plot(studies: dict[str, Any], path: Path, modality: str) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from ..metrics.discrimination import scatter_by_class
+
     path.parent.mkdir(parents=True, exist_ok=True)
     columns = min(3, len(studies))
     rows = math.ceil(len(studies) / columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(4 * columns, 4 * rows), squeeze=False)
+    figure, axes = plt.subplots(
+        rows, columns, figsize=(4 * columns + 1.5, 4 * rows), squeeze=False, layout="constrained"
+    )
     for axis in axes.flat:
         axis.set_axis_off()
+    legend = None
     for axis, (name, study) in zip(axes.flat, studies.items(), strict=False):
-        points, labels = study["tsne"], study["labels"]
-        if points is None:
+        if study["tsne"] is None:
             axis.set_title(f"{modality.upper()} {name}: no embedding ({study['tsne_error']})", fontsize=7, wrap=True)
             continue
-        axis.scatter([p[0] for p in points], [p[1] for p in points], c=labels, cmap="tab10", s=12, vmin=0, vmax=9)
+        scatter_by_class(axis, np.asarray(study["tsne"]), np.asarray(study["labels"]), study.get("class_names"))
         axis.set_title(f"{modality.upper()} {name}: ARI {100 * study['ari']:.0f}")
-    figure.tight_layout()
+        legend = legend or axis.get_legend_handles_labels()  # every study has the same classes
+    if legend is not None:
+        figure.legend(*legend, loc="outside right upper", markerscale=2.0, frameon=False)
     figure.savefig(path, dpi=90)
     plt.close(figure)
     return path

@@ -185,16 +185,20 @@ def discrimination_study(weights_dir: Path, seed: int) -> dict[str, Any]:
     from ..metrics.discrimination import discrimination_metrics, tsne_embedding
 
     weights = load_weight_dataset(weights_dir)
-    features = weights.spec.flatten(weights.stacked_factors()).numpy()
     labels = weights.labels.numpy()
+    labelled = labels >= 0  # -1: an instance without a class
+    if not labelled.any():
+        return {"skipped": "the data has no classes (an image folder needs one subfolder per class)"}
+    features = weights.spec.flatten(weights.stacked_factors()).numpy()[labelled]
+    labels = labels[labelled]
     # scikit-learn's OpenMP and BLAS pools next to torch's idle, spinning one slowed k-means and t-SNE 100-fold on 2
     # cores (40 s instead of 0.3 s on 20 instances); one thread is plenty at these sizes
     with threadpool_limits(limits=1):
-        results = {
-            **discrimination_metrics(features, labels, seed=seed),
-            "labels": labels.tolist(),
-            "class_names": weights.info.class_names,
-        }
+        try:
+            metrics = discrimination_metrics(features, labels, seed=seed)
+        except ValueError as error:  # one class only, or classes too small for a held-out split
+            return {"skipped": str(error)}
+        results = {**metrics, "labels": labels.tolist(), "class_names": weights.info.class_names}
         try:
             results["tsne"] = tsne_embedding(features, seed=seed).tolist()
         except ValueError as error:  # e.g. a representation whose fits all stayed at the shared start
