@@ -123,3 +123,18 @@ def hub(hub_server: HubServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[HubS
     if len(hub_server.unhandled_requests) > unhandled_before:
         new = hub_server.unhandled_requests[unhandled_before:]
         warnings.warn(f"hub_server got requests it does not handle: {new}", stacklevel=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_vit(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised 32x32 ViT and its image processor, saved the way a user's local backbone would be."""
+    from transformers import ViTConfig, ViTImageProcessor, ViTModel
+
+    folder = tmp_path_factory.mktemp("tiny-vit")
+    torch.manual_seed(0)
+    config = ViTConfig(
+        image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37
+    )
+    ViTModel(config).save_pretrained(folder)
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
+    return folder

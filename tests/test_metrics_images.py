@@ -116,21 +116,6 @@ def test_image_features_check_images_and_the_extractor_output() -> None:
         image_features(torch.rand(2, 8, 8, 3), extractor=lambda images: torch.full((2, 4), math.inf))
 
 
-@pytest.fixture(scope="module")
-def tiny_vit(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A randomly initialised 32x32 ViT and its image processor, saved the way a user's local backbone would be."""
-    from transformers import ViTConfig, ViTImageProcessor, ViTModel
-
-    folder = tmp_path_factory.mktemp("tiny-vit")
-    torch.manual_seed(0)
-    config = ViTConfig(
-        image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37
-    )
-    ViTModel(config).save_pretrained(folder)
-    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
-    return folder
-
-
 def test_transformers_features_are_the_backbone_pooler_output_and_independent_of_batching(tiny_vit: Path) -> None:
     images = torch.randint(0, 256, (5, 32, 32, 3), generator=torch.Generator().manual_seed(0)) / 255.0
     extractor = TransformersImageFeatures(str(tiny_vit), device="cpu", batch_size=2)
@@ -153,6 +138,8 @@ def test_transformers_features_refuse_a_model_that_does_not_take_images(tiny_vit
     ViTImageProcessor.from_pretrained(tiny_vit).save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="whose input is input_ids, not images"):
         TransformersImageFeatures(str(tmp_path), device="cpu")
+    with pytest.raises(ValueError, match=r"Cannot load a vision backbone from .*save_pretrained"):
+        TransformersImageFeatures(str(tmp_path / "missing"), device="cpu")
 
 
 # --- Fréchet distance -----------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ has every table and plot, lambda = 0 gives cosine 1 and barrier 0, and a rerun r
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -137,3 +138,29 @@ def test_data_with_one_class_skips_discrimination_and_says_why(tmp_path: Path) -
     assert "| `mlora_asym` | skipped |" in report and "- 2D: skipped for 2:" in report
     assert "tsne-2d.png" not in report
     assert result.results["2d"]["generation"]["mlora_asym"]["num_samples"] > 0  # the other studies ran
+
+
+def test_a_local_backbone_replaces_pixel_features_without_retraining(
+    tiny_run: Any, tiny_vit: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "copy"
+    shutil.copytree(tiny_run.report_path.parent, folder)
+    generator_metrics = folder / "2d" / "generators" / "mlora_asym" / "metrics.json"
+    stamp = generator_metrics.stat().st_mtime_ns
+    settings = {"scale": "tiny", "output_dir": str(folder), "modalities": ["2d"]}
+
+    backbone = reproduce(ReproduceConfig(**settings, image_features=str(tiny_vit)), progress=False)
+    assert generator_metrics.stat().st_mtime_ns == stamp  # sampled and measured again, not retrained
+    pixels = tiny_run.results["2d"]["generation"]
+    for name, study in backbone.results["2d"]["generation"].items():
+        assert study["image_features"] == str(tiny_vit) and study["fd"] != pixels[name]["fd"]
+        assert study["num_samples"] == pixels[name]["num_samples"]
+    assert f"- Features: the backbone at `{tiny_vit}`." in backbone.report_path.read_text()
+
+    again = reproduce(ReproduceConfig(**settings), progress=False)  # back to pixels: the first run's figures
+    for name, study in again.results["2d"]["generation"].items():
+        assert study["image_features"] == "pixels" and study["fd"] == pixels[name]["fd"]
+    assert "- Features: pixels (`PixelFeatures`, 32x32)" in again.report_path.read_text()
+
+    with pytest.raises(ValueError, match="Cannot load a vision backbone from"):
+        reproduce(ReproduceConfig(**settings, image_features=str(tmp_path)), progress=False)

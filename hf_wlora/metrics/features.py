@@ -74,8 +74,15 @@ class TransformersImageFeatures:
 
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}.")
-        self.processor = AutoImageProcessor.from_pretrained(name_or_path, local_files_only=local_files_only)
-        model = AutoModel.from_pretrained(name_or_path, local_files_only=local_files_only)
+        try:
+            self.processor = AutoImageProcessor.from_pretrained(name_or_path, local_files_only=local_files_only)
+            model = AutoModel.from_pretrained(name_or_path, local_files_only=local_files_only)
+        except OSError as error:  # transformers' "can't load" for a missing folder, file or cache entry
+            raise ValueError(
+                f"Cannot load a vision backbone from {name_or_path!r} ({error}). Give a folder written by "
+                "save_pretrained that holds the model and its image processor (e.g. CLIPVisionModel and "
+                "CLIPImageProcessor), or a Hub id already in the local cache."
+            ) from error
         if model.main_input_name != "pixel_values":
             raise ValueError(
                 f"{name_or_path} loads a {type(model).__name__}, whose input is {model.main_input_name}, not images; "

@@ -23,6 +23,9 @@ def add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data_options_2d", type=json.loads, help="its options as JSON, e.g. '{\"resolution\": 64}'")
     parser.add_argument("--data_3d", help="your shape data source instead of the scale's, e.g. mesh-folder:PATH")
     parser.add_argument("--data_options_3d", type=json.loads, help="its options as JSON")
+    parser.add_argument(
+        "--image_features", help="a local vision backbone folder (CLIP, DINOv2, ...) for 2-D FD / MMD instead of pixels"
+    )
     parser.add_argument("--seed", type=int, default=0)
 
 
@@ -46,6 +49,7 @@ _CONFIG_KEYS = (
     "data_options_2d",
     "data_3d",
     "data_options_3d",
+    "image_features",
     "seed",
 )
 

@@ -184,6 +184,9 @@ class ReproduceConfig:
         representations: Which of the six representations to study (all by default).
         data_2d, data_3d: Your data source instead of the scale's (e.g. "image-folder:photos/",
             "mesh-folder:meshes/"); `data_options_2d` / `data_options_3d` are its options.
+        image_features: A vision backbone saved locally (a folder, e.g. a CLIP vision tower or DINOv2 saved with
+            `save_pretrained`) whose features the 2-D generation study compares (FD, MMD) instead of the offline
+            default, pixels (`PixelFeatures`). Changing it between runs of a folder recomputes only those metrics.
         seed: Seed of every stage.
     """
 
@@ -195,6 +198,7 @@ class ReproduceConfig:
     data_options_2d: dict[str, Any] | None = None
     data_3d: str | None = None
     data_options_3d: dict[str, Any] | None = None
+    image_features: str | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:

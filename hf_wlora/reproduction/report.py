@@ -21,6 +21,8 @@ from . import paper
 from .config import GENERATION_SYSTEMS, ReproduceConfig
 
 PLOTS_DIR = "plots"
+# What the 2-D generation study's results record as their features when no backbone was named.
+PIXEL_FEATURES = "pixels"
 
 
 def _number(value: Any, digits: int = 4) -> str:
@@ -190,6 +192,13 @@ def _generation(results: dict[str, Any]) -> list[str]:
             ours = {name: study.get("fd", math.nan) for name, study in studies.items()}
             theirs = {name: value[0] for name, value in paper.GENERATION_FFHQ.items()}
             lines.append(f"- FD (lower is better): {agreement(ours, theirs, False)}.")
+            features = first.get("image_features", PIXEL_FEATURES)
+            lines.append(
+                "- Features: pixels (`PixelFeatures`, 32x32), comparable across runs of this library, not with the "
+                "paper's Inception features."
+                if features == PIXEL_FEATURES
+                else f"- Features: the backbone at `{features}`."
+            )
         else:
             header = ["system", "meshes", "MMD-CD", "COV-CD", "1-NNA-CD", "MMD-EMD", "COV-EMD", "1-NNA-EMD", "DiT loss"]
             rows = []

@@ -13,11 +13,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import stages, studies
 from .config import GENERATION_SYSTEMS, ReproduceConfig
-from .report import PLOTS_DIR, write_report
+from .report import PIXEL_FEATURES, PLOTS_DIR, write_report
+
+if TYPE_CHECKING:
+    from ..metrics.features import ImageFeatureExtractor
 
 logger = logging.getLogger(__name__)
 
@@ -30,12 +33,19 @@ class ReproduceResult:
     results: dict[str, Any]
 
 
-def _cached(path: Path, compute: Callable[[], Any], seconds: dict[str, float], part: str) -> Any:
-    """The JSON result at `path`, computed (and its wall time recorded) only if no earlier run wrote it."""
+def _cached(
+    path: Path,
+    compute: Callable[[], Any],
+    seconds: dict[str, float],
+    part: str,
+    still_valid: Callable[[Any], bool] = lambda result: True,
+) -> Any:
+    """The JSON result at `path`, computed (and its wall time recorded) only if no earlier run wrote a valid one."""
     if path.is_file():
         stored = json.loads(path.read_text())
-        seconds[part] = stored["seconds"]
-        return stored["result"]
+        if still_valid(stored["result"]):
+            seconds[part] = stored["seconds"]
+            return stored["result"]
     start = time.perf_counter()
     result = compute()
     seconds[part] = time.perf_counter() - start
@@ -58,7 +68,9 @@ def _timed(compute: Callable[[], Any], path: Path, seconds: dict[str, float], pa
     return value
 
 
-def _modality(config: ReproduceConfig, modality: str, folder: Path, progress: bool) -> dict[str, Any]:
+def _modality(
+    config: ReproduceConfig, modality: str, folder: Path, progress: bool, image_features: ImageFeatureExtractor | None
+) -> dict[str, Any]:
     budget, seed = config.budget(modality), config.seed
     results_dir, timings = folder / "results", folder / "results" / "stage_seconds.json"
     seconds: dict[str, float] = {}
@@ -88,13 +100,22 @@ def _modality(config: ReproduceConfig, modality: str, folder: Path, progress: bo
     plots = folder.parent / PLOTS_DIR
     plots.mkdir(parents=True, exist_ok=True)
 
+    features = (config.image_features or PIXEL_FEATURES) if modality == "2d" else None
+
     def generation(name: str) -> dict[str, Any]:
         pipeline_dir = stages.generator(budget, weights[name], folder, seed)
-        return studies.generation_study(budget, pipeline_dir, plots / f"samples-{modality}-{name}.png", seed)
+        picture = plots / f"samples-{modality}-{name}.png"
+        result = studies.generation_study(budget, pipeline_dir, picture, seed, image_features=image_features)
+        return result if features is None else {**result, "image_features": features}
 
     found["generation"] = {
         name: _cached(
-            results_dir / f"generation-{name}.json", lambda name=name: generation(name), seconds, f"generation {name}"
+            results_dir / f"generation-{name}.json",
+            lambda name=name: generation(name),
+            seconds,
+            f"generation {name}",
+            # another feature extractor than the stored result's: sample and measure again (no retraining)
+            still_valid=lambda result: features is None or result.get("image_features", PIXEL_FEATURES) == features,
         )
         for name in GENERATION_SYSTEMS
         if name in config.representations
@@ -115,10 +136,15 @@ def reproduce(config: ReproduceConfig, progress: bool = True) -> ReproduceResult
     """Run the paper's studies at `config.scale` and write `REPORT.md` into `config.output_dir`."""
     folder = Path(config.output_dir)
     start = time.perf_counter()
+    image_features = None
+    if config.image_features is not None and "2d" in config.modalities:
+        from ..metrics.features import TransformersImageFeatures
+
+        image_features = TransformersImageFeatures(config.image_features)  # a bad backbone fails now, not after hours
     results = {}
     for modality in config.modalities:
         logger.info("reproduce: %s studies", modality)
-        results[modality] = _modality(config, modality, folder / modality, progress)
+        results[modality] = _modality(config, modality, folder / modality, progress, image_features)
     report = write_report(folder, config, results, time.perf_counter() - start)
     return ReproduceResult(report, results)
 

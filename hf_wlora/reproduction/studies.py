@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from .config import StudyBudget
 from .stages import encode_config
+
+if TYPE_CHECKING:
+    from ..metrics.features import ImageFeatureExtractor
 
 # Pictures of samples: at most this many instances per system.
 PICTURE_SAMPLES = 20
@@ -115,10 +118,17 @@ def structure_study(
     }
 
 
-def generation_study(budget: StudyBudget, pipeline_dir: Path, picture_path: Path, seed: int) -> dict[str, Any]:
+def generation_study(
+    budget: StudyBudget,
+    pipeline_dir: Path,
+    picture_path: Path,
+    seed: int,
+    image_features: ImageFeatureExtractor | None = None,
+) -> dict[str, Any]:
     """The generation table: sample a trained pipeline (class-balanced, with guidance for conditional models) and
-    compare the samples with the data set: FD and MMD (Gaussian and polynomial kernels) on image features in 2-D;
-    MMD, COV and 1-NNA over Chamfer (and EMD) distances of 2,048-point clouds in 3-D (HyperDiffusion's protocol)."""
+    compare the samples with the data set: FD and MMD (Gaussian and polynomial kernels) on `image_features` (pixels
+    by default) in 2-D; MMD, COV and 1-NNA over Chamfer (and EMD) distances of 2,048-point clouds in 3-D
+    (HyperDiffusion's protocol)."""
     import json
 
     from ..data import open_data_source, sample_surface
@@ -151,7 +161,7 @@ def generation_study(budget: StudyBudget, pipeline_dir: Path, picture_path: Path
 
         images = pipeline.decode(weights, "pt").images
         references = torch.stack([torch.as_tensor(source[index].image) for index in range(len(source))])
-        results.update(image_generation_metrics(images, references))
+        results.update(image_generation_metrics(images, references, extractor=image_features))
         return results
     from ..metrics.point_clouds import point_cloud_generation_metrics, sample_point_clouds
 
