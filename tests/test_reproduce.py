@@ -43,6 +43,7 @@ def test_the_report_has_every_table_and_plot(tiny_run: Any) -> None:
     for name in expected:
         assert f"plots/{name}" in report
     assert "Kendall's tau over 6" in report  # orderings compared with the paper's
+    assert "Wall time of all parts: **" in report and "(one run, " in report
 
 
 def test_structure_at_lambda_zero_refits_the_same_weights(tiny_run: Any) -> None:
@@ -78,6 +79,7 @@ def test_a_rerun_reuses_everything_and_the_cli_runs_it(tiny_run: Any, capsys: py
     assert main(["reproduce", "--scale", "tiny", "--output_dir", str(folder), "--modality", "2d"]) == 0
     assert f"report: {folder / 'REPORT.md'}" in capsys.readouterr().out
     assert generator_metrics.stat().st_mtime_ns == stamp  # not retrained
+    assert "this invocation took" in (folder / "REPORT.md").read_text()  # the parts' times are the first run's
     rerun = reproduce(ReproduceConfig(scale="tiny", output_dir=str(folder)), progress=False)
     assert json.dumps(rerun.results, sort_keys=True) == json.dumps(tiny_run.results, sort_keys=True)
 

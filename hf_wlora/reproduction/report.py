@@ -300,8 +300,13 @@ def write_report(folder: Path, config: ReproduceConfig, results: dict[str, Any],
         "# Reproducing the paper's studies with hf_wlora",
         "",
         f"Scale `{config.scale}`, {date.today().isoformat()}, on {platform.machine()} / {platform.system()} "
-        f"({_machine_text()}). Wall time of all parts: **{_duration(total)}** (each part as measured by the run that "
-        f"computed it; this invocation took {_duration(seconds)}, reusing what earlier runs of the folder finished).",
+        f"({_machine_text()}). Wall time of all parts: **{_duration(total)}** "
+        + (
+            f"(one run, {_duration(seconds)} in all)."
+            if seconds >= total
+            else f"(each part as measured by the run that computed it; this invocation took {_duration(seconds)}, "
+            "reusing what earlier runs of the folder finished)."
+        ),
         "",
         "| modality | data | stage 1 | stage 2 (each representation) | structure | generation |",
         "|---|---|---|---|---|---|",
