@@ -198,7 +198,7 @@ def discrimination_study(weights_dir: Path, seed: int) -> dict[str, Any]:
     labels = weights.labels.numpy()
     labelled = labels >= 0  # -1: an instance without a class
     if not labelled.any():
-        return {"skipped": "the data has no classes (an image folder needs one subfolder per class)"}
+        return {"skipped": "no instance of the data has a class label"}
     features = weights.spec.flatten(weights.stacked_factors()).numpy()[labelled]
     labels = labels[labelled]
     # scikit-learn's OpenMP and BLAS pools next to torch's idle, spinning one slowed k-means and t-SNE 100-fold on 2
