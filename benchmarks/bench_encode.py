@@ -28,9 +28,8 @@ import torch
 from peft import get_peft_model
 
 from hf_wlora.data import GlyphImages
-from hf_wlora.encoding.fitting import FitSettings, fit_instances, image_loss, step_points
-from hf_wlora.encoding.representations import make_representation
 from hf_wlora.fields import NeuralFieldConfig, NeuralFieldModel, image_coordinates
+from hf_wlora.representations import FitSettings, fit_instances, image_loss, make_representation, step_points
 from hf_wlora.tuners.mlora import MLoraConfig, adapter_factors
 
 

@@ -1,6 +1,6 @@
 """Stage 2's learning rate per representation kind: the mean reconstruction score against Adam's learning rate.
 
-This is what chose `hf_wlora.encoding.representations.DEFAULT_LEARNING_RATES`. It trains (or reuses) the base field
+This is what chose `hf_wlora.representations.DEFAULT_LEARNING_RATES`. It trains (or reuses) the base field
 of `hf-wlora reproduce --scale small` for one modality, then encodes that scale's data (128 glyphs with 300 steps,
 or 32 shapes with 150 steps; rank 4, the masks' defaults) as each representation at each learning rate, and prints
 a Markdown table of the mean score over all instances: PSNR in dB for 2-D (higher is better), Chamfer distance for

@@ -143,8 +143,7 @@ def _true_tiles(source: Any, indices: list[int | None], modality: str, mesh_reso
     if modality == "image":
         pictures = [torch.as_tensor(source[index].image) for index in present]
     else:
-        from .fields import extract_meshes, sdf_grid
-        from .fields.mesh_rendering import render_meshes
+        from .fields import extract_meshes, render_meshes, sdf_grid
 
         sdfs = [source[index].sdf for index in present]
         grids = sdf_grid(lambda coords: _stack_sdfs(sdfs, coords), mesh_resolution)
@@ -156,8 +155,8 @@ def _true_tiles(source: Any, indices: list[int | None], modality: str, mesh_reso
 
 def _reconstruction_picture(weights: Any, field_dir: Path, source: Any, settings: dict[str, Any], path: Path) -> None:
     """Training instances above their decoded weights: images for 2-D, mesh renderings for 3-D."""
-    from .encoding import representation_from_spec
     from .fields import NeuralFieldModel, image_grid, render_images
+    from .representations import representation_from_spec
 
     count = min(8, len(weights))
     representation = representation_from_spec(weights.spec, NeuralFieldModel.from_pretrained(field_dir))
@@ -168,8 +167,7 @@ def _reconstruction_picture(weights: Any, field_dir: Path, source: Any, settings
         decoded = render_images(representation.field_function(factors), originals.shape[1])
         image_grid([originals, decoded], scale=4).save(path)
         return
-    from .fields import extract_meshes, sdf_grid
-    from .fields.mesh_rendering import render_meshes
+    from .fields import extract_meshes, render_meshes, sdf_grid
 
     decoded_meshes = extract_meshes(
         sdf_grid(representation.field_function(factors), mesh_resolution), allow_failures=True
@@ -184,7 +182,8 @@ def _stack_sdfs(sdfs: list[Any], coords: torch.Tensor) -> torch.Tensor:
 
 def _samples_picture(pipeline: Any, weights: Any, source: Any, settings: dict[str, Any], path: Path) -> dict[str, Any]:
     """Training instances (left) beside class-conditional samples (right), a class per column; returns figures."""
-    from .pipelines.pictures import decoded_tiles, picture_scale, side_by_side, tile_grid
+    from .metrics import psnr_from_mse
+    from .pipelines import decoded_tiles, picture_scale, side_by_side, tile_grid
 
     num_classes = len(weights.info.class_names)
     labels = weights.labels.tolist()
@@ -212,11 +211,11 @@ def _samples_picture(pipeline: Any, weights: Any, source: Any, settings: dict[st
         tiles = decoded_tiles(pipeline, sampled)
         originals = _true_tiles(source, list(range(len(source))), "image", mesh_resolution)
         mse = (tiles[:, None] - originals[None]).pow(2).flatten(2).mean(dim=2)  # (samples, training instances)
-        nearest = -10 * torch.log10(mse.min(dim=1).values.clamp_min(1e-10))
+        nearest = psnr_from_mse(mse.min(dim=1).values.clamp_min(1e-10))
         figures["nearest_training_psnr_mean"] = float(nearest.mean())
         figures["distinct_nearest_training_instances"] = len(set(mse.argmin(dim=1).tolist()))
     else:
-        from .fields.mesh_rendering import render_meshes
+        from .fields import render_meshes
 
         meshes = pipeline.decode(sampled, "mesh").meshes
         figures["meshes_extracted"] = sum(mesh is not None for mesh in meshes)

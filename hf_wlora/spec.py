@@ -23,6 +23,8 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from .checks import check_int
+
 Kind = Literal["mlp", "lora", "mlora"]
 KINDS: tuple[str, ...] = ("mlp", "lora", "mlora")
 REPRESENTATIONS: tuple[str, ...] = ("mlp", "mlp_asym", "lora", "lora_asym", "mlora", "mlora_asym")
@@ -176,8 +178,7 @@ class LayerSpec:
 
 def check_rank(name: str, r: int, d_out: int, d_in: int) -> None:
     """Raise a ValueError unless 1 <= r <= min(d_out, d_in), the largest rank a d_out x d_in factorisation has."""
-    if not isinstance(r, int) or r < 1:
-        raise ValueError(f"The rank r of layer {name!r} must be an integer >= 1, got {r!r}.")
+    check_int(r, f"The rank r of layer {name!r}", minimum=1)
     if r > min(d_out, d_in):
         raise ValueError(
             f"Rank r={r} is larger than layer {name!r} allows: its weight is {d_out}x{d_in}, so its rank is at most "

@@ -162,8 +162,8 @@ def test_rows_decode_to_their_recorded_scores(field_dir: str, tmp_path: Path) ->
 
 
 def test_mlp_asym_freezes_entries_at_a_small_scale_by_default(field_dir: str) -> None:
-    from hf_wlora.encoding.representations import MLP_KAPPA, make_representation
     from hf_wlora.fields import NeuralFieldModel
+    from hf_wlora.representations import MLP_KAPPA, make_representation
 
     field = NeuralFieldModel.from_pretrained(field_dir)
     mlp_asym = make_representation("mlp_asym", field).spec

@@ -6,10 +6,9 @@ import pytest
 import torch
 
 from hf_wlora.data import GlyphImages
-from hf_wlora.encoding.fitting import FitSettings, fit_instances, image_loss, loss_for, sdf_loss
-from hf_wlora.encoding.representations import make_representation
 from hf_wlora.fields import NeuralFieldConfig, NeuralFieldModel, image_coordinates
 from hf_wlora.metrics import psnr
+from hf_wlora.representations import FitSettings, fit_instances, image_loss, loss_for, make_representation, sdf_loss
 from hf_wlora.spec import REPRESENTATIONS
 
 RESOLUTION = 12

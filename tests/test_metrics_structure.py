@@ -162,7 +162,7 @@ def test_interpolation_weights_endpoints_exact_and_midpoint_average() -> None:
 def test_interpolation_weights_errors() -> None:
     with pytest.raises(ValueError, match=r"flat \(P,\)"):
         interpolation_weights(torch.ones(2, 3), torch.ones(2, 3), 3)
-    with pytest.raises(ValueError, match="at least 2"):
+    with pytest.raises(ValueError, match="num_points must be an integer >= 2"):
         interpolation_weights(torch.ones(3), torch.ones(3), 1)
     with pytest.raises(ValueError, match="NaN"):
         interpolation_weights(torch.ones(3), torch.tensor([1.0, float("nan"), 1.0]), 3)

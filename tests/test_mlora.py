@@ -395,7 +395,7 @@ def test_batched_path_rejects_bad_factors() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"r": 0}, "r must be an integer >= 1"),
+        ({"r": 0}, "r must be a positive integer"),
         ({"mask_ratio": 1.5}, "mask_ratio"),
         ({"mode": "multiply"}, "mode must be one of"),
         ({"init_std": 0.0}, "identical gradients"),

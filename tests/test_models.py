@@ -79,7 +79,7 @@ def test_tokenisation_errors_name_the_fix() -> None:
         rank_token_layout(make_spec("mlp"))
     with pytest.raises(ValueError, match="tokenization must be"):
         token_layout(make_spec("mlora"), "bytes")
-    with pytest.raises(ValueError, match="chunk_size must be an integer >= 1"):
+    with pytest.raises(ValueError, match="chunk_size must be a positive integer"):
         tensor_token_layout(make_spec("mlora"), 0)
     with pytest.raises(ValueError, match=r"Expected weight vectors of shape \(N, 187\)"):
         rank_token_layout(make_spec("mlora")).tokenize(torch.zeros(2, 186))

@@ -17,10 +17,10 @@ from stage3_helpers import CLASSES, RESOLUTION, make_field, make_pipeline
 
 from hf_wlora.data import GlyphImages, ProceduralShapes, sample_sdf
 from hf_wlora.encoding import make_representation
-from hf_wlora.encoding.fitting import FitSettings, fit_instances
 from hf_wlora.fields import image_coordinates, render_images
 from hf_wlora.models import WeightSpaceDiT
 from hf_wlora.pipelines import WeightSpacePipeline
+from hf_wlora.representations import FitSettings, fit_instances, peft_model_to_row
 
 
 def sample_weights(pipe: WeightSpacePipeline, seed: int = 0, **kwargs) -> torch.Tensor:
@@ -121,7 +121,7 @@ def test_outputs_of_a_3d_pipeline_include_failed_meshes() -> None:
 def test_a_sample_is_a_peft_adapter(tmp_path: Path) -> None:
     pipe = make_pipeline()
     out = pipe(2, num_inference_steps=3, output_type="pt", generator=torch.Generator().manual_seed(0))
-    model = out.adapter(1)
+    model = pipe.to_peft_model(out.weights, 1)
     assert isinstance(model, PeftModel)
     rendered = render_images(lambda coords: model(coords).values, RESOLUTION)
     torch.testing.assert_close(rendered[0], out.images[1], atol=1e-6, rtol=0)
@@ -129,7 +129,10 @@ def test_a_sample_is_a_peft_adapter(tmp_path: Path) -> None:
     reloaded = PeftModel.from_pretrained(make_field(), tmp_path / "sample-1")
     torch.testing.assert_close(render_images(lambda coords: reloaded(coords).values, RESOLUTION)[0], out.images[1])
     with pytest.raises(IndexError, match="out of range for 2 samples"):
-        out.adapter(2)
+        pipe.to_peft_model(out.weights, 2)
+    flat = pipe.spec.flatten(out.weights)  # flat vectors name the same instance
+    row = peft_model_to_row(pipe.to_peft_model(flat, -1))
+    assert all(torch.equal(row[name], value[1]) for name, value in out.weights.items())
 
 
 def test_interpolation_starts_and_ends_at_the_given_weights() -> None:
@@ -191,7 +194,7 @@ def test_an_mlp_pipeline_samples_whole_field_weights() -> None:
     out = pipe(2, class_labels=[0, 1], num_inference_steps=3, output_type="pt")
     assert out.images.shape == (2, RESOLUTION, RESOLUTION, 3) and "head.linear.weight" in out.weights
     with pytest.raises(ValueError, match="has no PEFT adapter form"):
-        out.adapter(0)
+        pipe.to_peft_model(out.weights, 0)
     with pytest.raises(ValueError, match="needs `initial`"):
         pipe.encode(torch.rand(1, RESOLUTION, RESOLUTION, 3), progress=False)
     initial = {name: value[0] for name, value in out.weights.items()}

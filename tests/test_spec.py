@@ -128,7 +128,7 @@ def test_invalid_specs(kwargs: dict, message: str) -> None:
 def test_layer_rank_checks() -> None:
     with pytest.raises(ValueError, match="at most 3"):
         LayerSpec("head", 3, 32, 4)
-    with pytest.raises(ValueError, match=">= 1"):
+    with pytest.raises(ValueError, match="must be a positive integer, got 0"):
         LayerSpec("head", 3, 32, 0)
     with pytest.raises(ValueError, match="r >= 2"):
         RepresentationSpec(kind="mlora", layers=(LayerSpec("head", 1, 32, 1),), asymmetric=True)

@@ -27,8 +27,8 @@ from hf_wlora.encoding import (
     weight_features,
 )
 from hf_wlora.encoding import writer as writer_module
-from hf_wlora.encoding.adapters import mlora_config_from_spec
 from hf_wlora.encoding.shards import write_parquet_atomic
+from hf_wlora.representations import mlora_config_from_spec
 from hf_wlora.tuners.mlora import adapter_factors
 
 CLASSES = ["circle", "square", "star"]

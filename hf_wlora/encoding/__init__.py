@@ -1,9 +1,11 @@
-"""Stage 2: per-instance fitting, and weight data sets (the fitted factors as a `datasets.Dataset` plus their spec).
+"""Stage 2: encoding whole data sets into weight data sets (the fitted factors as a `datasets.Dataset` plus their
+spec).
 
 Names are imported on first access, so `import hf_wlora.encoding` stays cheap.
 
-Encoding: `encode(EncodeConfig(...))` fits every instance of a data source (`make_representation` +
-`fit_instances`, batched over instances) and writes the weight data set as it goes.
+Encoding: `encode(EncodeConfig(...))` fits every instance of a data source with the representation package
+(`hf_wlora.representations`: `make_representation` + `fit_instances`, batched over instances), sharded over
+processes and resumable, and writes the weight data set as it goes.
 
 Weight data sets: `WeightDatasetWriter` writes one resumably while the encoder runs; `load_weight_dataset` reads a
 folder or Hub repo into a `WeightDataset`; `push_weight_dataset_to_hub` publishes one with its card;
@@ -21,12 +23,16 @@ _LAZY_ATTRIBUTES: dict[str, str] = {
     "EncodeConfig": ".encoder",
     "EncodeResult": ".encoder",
     "encode": ".encoder",
-    "FitSettings": ".fitting",
-    "FitResult": ".fitting",
-    "fit_instances": ".fitting",
-    "Representation": ".representations",
-    "make_representation": ".representations",
-    "representation_from_spec": ".representations",
+    # the representation API, re-exported here where earlier releases defined it
+    "FitSettings": "..representations",
+    "FitResult": "..representations",
+    "fit_instances": "..representations",
+    "Representation": "..representations",
+    "make_representation": "..representations",
+    "representation_from_spec": "..representations",
+    "mlora_config_from_spec": "..representations",
+    "save_peft_adapter": "..representations",
+    "peft_model_to_row": "..representations",
     "WeightDatasetInfo": ".info",
     "INFO_FILE_NAME": ".info",
     "weight_features": ".schema",
@@ -34,20 +40,26 @@ _LAZY_ATTRIBUTES: dict[str, str] = {
     "WeightDataset": ".weight_dataset",
     "load_weight_dataset": ".weight_dataset",
     "save_weight_dataset": ".weight_dataset",
-    "mlora_config_from_spec": ".adapters",
-    "save_peft_adapter": ".adapters",
     "row_to_peft_adapter": ".adapters",
-    "peft_model_to_row": ".adapters",
     "push_weight_dataset_to_hub": ".hub",
 }
 
 if TYPE_CHECKING:
-    from .adapters import mlora_config_from_spec, peft_model_to_row, row_to_peft_adapter, save_peft_adapter
+    from ..representations import (
+        FitResult,
+        FitSettings,
+        Representation,
+        fit_instances,
+        make_representation,
+        mlora_config_from_spec,
+        peft_model_to_row,
+        representation_from_spec,
+        save_peft_adapter,
+    )
+    from .adapters import row_to_peft_adapter
     from .encoder import EncodeConfig, EncodeResult, encode
-    from .fitting import FitResult, FitSettings, fit_instances
     from .hub import push_weight_dataset_to_hub
     from .info import INFO_FILE_NAME, WeightDatasetInfo
-    from .representations import Representation, make_representation, representation_from_spec
     from .schema import weight_features
     from .weight_dataset import WeightDataset, load_weight_dataset, save_weight_dataset
     from .writer import WeightDatasetWriter

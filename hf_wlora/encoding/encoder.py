@@ -8,30 +8,27 @@ the main process finalises the shards once all are done.
 
 from __future__ import annotations
 
-import logging
-import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 import yaml
 from tqdm.auto import tqdm
 
-from ..spec import DEFAULT_MASK_RATIO, DEFAULT_MASK_SEED, REPRESENTATIONS
-from .fitting import FitSettings, fit_instances
-from .representations import (
+from ..checks import check_int
+from ..representations import (
     DEFAULT_LEARNING_RATES,
+    FitSettings,
     Representation,
     StandaloneMLPRepresentation,
+    fit_instances,
+    instance_targets,
+    load_base_field,
     make_representation,
+    reconstruction_scores,
 )
-
-logger = logging.getLogger(__name__)
-
-# Surface points per cloud when scoring a shape's reconstruction (the paper's 3-D protocol uses 2048).
-SCORE_POINTS = 2048
+from ..spec import DEFAULT_MASK_RATIO, DEFAULT_MASK_SEED, REPRESENTATIONS
 
 
 @dataclass
@@ -85,8 +82,7 @@ class EncodeConfig:
         if self.representation not in REPRESENTATIONS:
             raise ValueError(f"representation must be one of {REPRESENTATIONS}, got {self.representation!r}.")
         for name in ("batch_size", "points_per_shape", "mesh_resolution", "rank"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
+            check_int(getattr(self, name), name, minimum=1)
         if self.learning_rate is None:
             self.learning_rate = DEFAULT_LEARNING_RATES[self.representation]
         self.fit_settings()  # validates steps, learning rate and points per step now, not after loading data
@@ -103,6 +99,28 @@ class EncodeConfig:
         """The settings that determine the fitted weights (batch size and sharding do not), stored with the data."""
         skip = {"field", "output_dir", "batch_size", "shard_size", "split"}
         return {name: value for name, value in asdict(self).items() if name not in skip}
+
+    def build_representation(self, base_field: Any, source: Any) -> Representation:
+        """The representation these settings fit on `base_field`, starting where the encoding starts every instance.
+
+        The adapter kinds start from seeded factors; the mlp kinds (HyperDiffusion) from a fit of the source's first
+        instance, computed here (every process of a distributed run computes the same one).
+        """
+        representation = make_representation(
+            self.representation,
+            base_field,
+            rank=self.rank,
+            seed=self.seed,
+            mask_ratio=self.mask_ratio,
+            mask_seed=self.mask_seed,
+            **({"kappa": self.kappa} if self.kappa is not None else {}),
+            **({"alpha": self.alpha} if self.alpha is not None and not self.representation.startswith("mlp") else {}),
+        )
+        if isinstance(representation, StandaloneMLPRepresentation):
+            coords, targets = instance_targets([source[0]], representation.modality, self.points_per_shape, [0])
+            first = fit_instances(representation, coords, targets, self.fit_settings())
+            representation.set_initial_factors({name: value[0] for name, value in first.factors.items()})
+        return representation
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], **overrides: Any) -> EncodeConfig:
@@ -129,114 +147,17 @@ class EncodeResult:
     figures: dict[str, float]
 
 
-def load_base_field(config: EncodeConfig) -> tuple[Any, str | None]:
-    """The baked base field named by the config, and the commit hash it was read at (None for local folders)."""
-    from ..fields import NeuralFieldModel
-
-    field_model = NeuralFieldModel.from_pretrained(
-        config.field, subfolder=config.field_subfolder or "", revision=config.field_revision
-    )
-    if not field_model.config.baked:
-        logger.warning(
-            "The field %s is modulated; baking its mean latent into plain layers for encoding.", config.field
-        )
-        field_model = field_model.bake()
-    revision = None
-    if not Path(config.field).exists():
-        from huggingface_hub import HfApi
-
-        revision = HfApi().model_info(config.field, revision=config.field_revision).sha
-    return field_model.requires_grad_(False).eval(), revision
-
-
-def instance_targets(
-    instances: list[Any], modality: str, points_per_shape: int, indices: list[int]
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Coordinates and targets of a batch: shared pixel centres (P, 2) for images, samples (B, P, 3) for shapes.
-
-    Each shape draws `points_per_shape` SDF samples seeded by its index in `indices`.
-    """
-    from ..data import sample_sdf
-    from ..fields import image_coordinates
-
-    if modality == "image":
-        images = np.stack([instance.image for instance in instances])
-        if len({image.shape for image in images}) > 1:
-            raise ValueError("Images of one data set must share one size; pass data_options resolution=...")
-        height, width = images.shape[1:3]
-        return image_coordinates(height, width), torch.from_numpy(images).reshape(len(instances), -1, 3).float()
-    samples = [sample_sdf(shape, points_per_shape, seed=index) for shape, index in zip(instances, indices, strict=True)]
-    coords = torch.stack([torch.as_tensor(points, dtype=torch.float32) for points, _ in samples])
-    values = torch.stack([torch.as_tensor(sdf, dtype=torch.float32).reshape(-1, 1) for _, sdf in samples])
-    return coords, values
-
-
-def reconstruction_scores(
-    representation: Representation,
-    factors: dict[str, torch.Tensor],
-    instances: list[Any],
-    coords: torch.Tensor,
-    targets: torch.Tensor,
-    config: EncodeConfig,
-) -> np.ndarray:
-    """PSNR of each reconstructed image; Chamfer distance of each reconstructed shape's mesh (NaN if none)."""
-    from ..metrics import chamfer_distance, psnr
-
-    if representation.modality == "image":
-        with torch.no_grad():
-            values = representation.forward(factors, coords.expand(len(instances), *coords.shape))
-        return psnr(values, targets).numpy()
-    import trimesh
-
-    from ..data import sample_surface
-    from ..fields import extract_meshes, sdf_grid
-
-    grids = sdf_grid(representation.field_function(factors), config.mesh_resolution)
-    meshes = extract_meshes(grids, allow_failures=True)  # a failed mesh scores NaN, and the log names it
-    scores = np.full(len(instances), np.nan)
-    for position, (mesh, shape) in enumerate(zip(meshes, instances, strict=True)):
-        if mesh is not None:
-            reconstructed, _ = trimesh.sample.sample_surface(mesh, SCORE_POINTS, seed=config.seed)
-            scores[position] = chamfer_distance(reconstructed, sample_surface(shape, SCORE_POINTS, seed=config.seed))
-    return scores
-
-
-def configured_representation(config: EncodeConfig, base_field: Any, source: Any) -> Representation:
-    """The representation `config` fits, starting where its encoding starts every instance.
-
-    The adapter kinds start from seeded factors; the mlp kinds (HyperDiffusion) from a fit of the source's first
-    instance, computed here (every process of a distributed run computes the same one).
-    """
-    representation = make_representation(
-        config.representation,
-        base_field,
-        rank=config.rank,
-        seed=config.seed,
-        mask_ratio=config.mask_ratio,
-        mask_seed=config.mask_seed,
-        **({"kappa": config.kappa} if config.kappa is not None else {}),
-        **({"alpha": config.alpha} if config.alpha is not None and not config.representation.startswith("mlp") else {}),
-    )
-    if isinstance(representation, StandaloneMLPRepresentation):
-        coords, targets = instance_targets([source[0]], representation.modality, config.points_per_shape, [0])
-        first = fit_instances(representation, coords, targets, config.fit_settings())
-        representation.set_initial_factors({name: value[0] for name, value in first.factors.items()})
-    return representation
-
-
-def _process_grid() -> tuple[int, int, Any]:
+def _process_grid() -> Any:
+    """Accelerate's view of the processes of this run (one, or those of `accelerate launch`), checked."""
     from accelerate import PartialState
     from accelerate.utils import parse_flag_from_env
 
+    from ..training.distributed import check_world_size
+
     # Accelerator reads ACCELERATE_USE_CPU itself; PartialState only takes it as an argument.
     state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
-    expected = int(os.environ.get("WORLD_SIZE", state.num_processes))
-    if expected != state.num_processes:
-        raise RuntimeError(
-            f"The launcher asked for {expected} processes but accelerate sees {state.num_processes}; on a CPU-only "
-            "machine use `ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes N ...`."
-        )
-    return state.process_index, state.num_processes, state
+    check_world_size(state)
+    return state
 
 
 def encode(config: EncodeConfig, progress: bool = True) -> EncodeResult:
@@ -245,10 +166,11 @@ def encode(config: EncodeConfig, progress: bool = True) -> EncodeResult:
     from .info import INFO_FILE_NAME, WeightDatasetInfo
     from .writer import WeightDatasetWriter
 
-    process_index, num_processes, state = _process_grid()
-    base_field, revision = load_base_field(config)
+    state = _process_grid()
+    process_index, num_processes = state.process_index, state.num_processes
+    base_field, revision = load_base_field(config.field, config.field_subfolder, config.field_revision)
     source = open_data_source(config.data, config.data_options)
-    representation = configured_representation(config, base_field, source)
+    representation = config.build_representation(base_field, source)
     modality = representation.modality
     info = WeightDatasetInfo(
         spec=representation.spec,
@@ -270,7 +192,9 @@ def encode(config: EncodeConfig, progress: bool = True) -> EncodeResult:
         instances = [source[index] for index in batch]
         coords, targets = instance_targets(instances, modality, config.points_per_shape, batch)
         result = fit_instances(representation, coords, targets, config.fit_settings())
-        scores = reconstruction_scores(representation, result.factors, instances, coords, targets, config)
+        scores = reconstruction_scores(
+            representation, result.factors, instances, coords, targets, config.mesh_resolution, config.seed
+        )
         labels = [instance.label for instance in instances]
         writer.write([instance.id for instance in instances], labels, result.factors, scores, indices=batch)
         bar.set_postfix({info.score_name: f"{np.nanmean(scores):.3g}"})

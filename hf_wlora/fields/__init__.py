@@ -25,6 +25,7 @@ _LAZY_ATTRIBUTES: dict[str, str] = {
     "render_images": ".rendering",
     "to_pil": ".rendering",
     "image_grid": ".rendering",
+    "render_meshes": ".mesh_rendering",
     "sdf_grid": ".meshing",
     "extract_mesh": ".meshing",
     "extract_meshes": ".meshing",
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from .configuration_neural_field import NeuralFieldConfig
     from .coordinates import image_coordinates, volume_coordinates
     from .field_function import FieldFunction, evaluate_field
+    from .mesh_rendering import render_meshes
     from .meshing import MeshList, extract_mesh, extract_meshes, sdf_grid
     from .modeling_neural_field import ADAPTER_TARGET_REGEX, NeuralFieldModel, NeuralFieldOutput
     from .rendering import image_grid, render_images, to_pil
@@ -52,6 +54,7 @@ __all__ = [
     "image_coordinates",
     "image_grid",
     "render_images",
+    "render_meshes",
     "sdf_grid",
     "to_pil",
     "volume_coordinates",

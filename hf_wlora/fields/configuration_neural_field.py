@@ -16,6 +16,8 @@ from typing import Any
 
 from transformers import PreTrainedConfig
 
+from ..checks import check_int
+
 # modality -> (coord_dim, allowed out_dims, default out_dim, default output activation, default Fourier scale)
 _MODALITIES: dict[str, tuple[int, tuple[int, ...], int, str, float]] = {
     # RGB (or grayscale) images; sigmoid keeps values in (0, 1) with a gradient everywhere (clamp would zero it).
@@ -28,10 +30,6 @@ ACTIVATIONS = ("leaky_relu", "relu", "silu", "gelu")
 OUTPUT_ACTIVATIONS = ("sigmoid", "clamp", "none")
 FOURIER_TYPES = ("gaussian", "log_linear")
 _DEFAULT_FOURIER_SCALE = 4.0
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 class NeuralFieldConfig(PreTrainedConfig):
@@ -140,13 +138,10 @@ class NeuralFieldConfig(PreTrainedConfig):
             "style_dim": self.style_dim,
         }
         for name, value in positive.items():
-            if not _is_int(value) or value <= 0:
-                raise ValueError(f"NeuralFieldConfig: {name} must be a positive integer, got {value!r}.")
+            check_int(value, f"NeuralFieldConfig: {name}", minimum=1)
         for name, value in {"num_layers": self.num_layers, "mapping_layers": self.mapping_layers}.items():
-            if not _is_int(value) or value < 0:
-                raise ValueError(f"NeuralFieldConfig: {name} must be a non-negative integer, got {value!r}.")
-        if not _is_int(self.fourier_seed):
-            raise ValueError(f"NeuralFieldConfig: fourier_seed must be an integer, got {self.fourier_seed!r}.")
+            check_int(value, f"NeuralFieldConfig: {name}", minimum=0)
+        check_int(self.fourier_seed, "NeuralFieldConfig: fourier_seed")
         scale = self.fourier_scale
         if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
             raise ValueError(f"NeuralFieldConfig: fourier_scale must be a positive number, got {scale!r}.")

@@ -1,6 +1,7 @@
 """Metrics of the paper's studies (PAPER.md, "Metric protocols to follow"); a leaf package anyone may import.
 
-- reconstruction: `psnr`, `chamfer_distance`; images: `ssim`;
+- reconstruction: `psnr` (`psnr_from_mse`), `chamfer_distance`, `surface_chamfer` (a mesh against its true surface);
+  images: `ssim`;
 - image generation: `image_generation_metrics` (`frechet_distance`, `mmd` with Gaussian or polynomial kernels) on
   features from a pluggable extractor (`PixelFeatures`, the offline default; `TransformersImageFeatures` for any
   vision backbone you have locally);
@@ -22,7 +23,9 @@ from .._lazy import lazy_attributes
 
 _LAZY_ATTRIBUTES: dict[str, str] = {
     "psnr": ".reconstruction",
+    "psnr_from_mse": ".reconstruction",
     "chamfer_distance": ".reconstruction",
+    "surface_chamfer": ".reconstruction",
     "ssim": ".images",
     "ImageFeatureExtractor": ".features",
     "PixelFeatures": ".features",
@@ -50,6 +53,7 @@ _LAZY_ATTRIBUTES: dict[str, str] = {
     "discrimination_metrics": ".discrimination",
     "tsne_embedding": ".discrimination",
     "tsne_plot": ".discrimination",
+    "scatter_by_class": ".discrimination",
 }
 
 if TYPE_CHECKING:
@@ -58,6 +62,7 @@ if TYPE_CHECKING:
         kmeans_ari,
         logistic_regression_accuracy,
         nearest_neighbour_accuracy,
+        scatter_by_class,
         stratified_split,
         tsne_embedding,
         tsne_plot,
@@ -75,7 +80,7 @@ if TYPE_CHECKING:
         point_cloud_generation_metrics,
         sample_point_clouds,
     )
-    from .reconstruction import chamfer_distance, psnr
+    from .reconstruction import chamfer_distance, psnr, psnr_from_mse, surface_chamfer
     from .structure import correlated_initialization, cosine_similarity, interpolation_barrier, interpolation_weights
 
 __all__ = [
@@ -103,9 +108,12 @@ __all__ = [
     "pairwise_emd",
     "point_cloud_generation_metrics",
     "psnr",
+    "psnr_from_mse",
     "sample_point_clouds",
+    "scatter_by_class",
     "ssim",
     "stratified_split",
+    "surface_chamfer",
     "tsne_embedding",
     "tsne_plot",
 ]

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..checks import check_int
+
 
 def cosine_similarity(weights_a: Tensor, weights_b: Tensor) -> Tensor:
     """Cosine similarity of each pair of flat weight vectors: (N, P) and (N, P) -> (N,) float64.
@@ -124,8 +126,7 @@ def interpolation_weights(start: Tensor, end: Tensor, num_points: int) -> Tensor
         )
     if not (start.is_floating_point() and end.is_floating_point()):
         raise ValueError(f"start and end must be floating point, got {start.dtype} and {end.dtype}.")
-    if isinstance(num_points, bool) or not isinstance(num_points, int) or num_points < 2:
-        raise ValueError(f"num_points must be an integer of at least 2 (the two endpoints), got {num_points!r}.")
+    check_int(num_points, "num_points", minimum=2)  # the two endpoints at least
     a, b = (vector.detach().to(torch.float64) for vector in (start, end))
     if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
         raise ValueError("start or end contains NaN or infinite weights.")

@@ -21,6 +21,7 @@ import math
 import torch
 from torch import nn
 
+from ..checks import check_int
 from ..spec import RepresentationSpec
 
 TOKENIZATIONS = ("rank", "tensor")
@@ -135,8 +136,7 @@ def rank_token_layout(spec: RepresentationSpec) -> TokenLayout:
 
 def tensor_token_layout(spec: RepresentationSpec, chunk_size: int = DEFAULT_CHUNK_SIZE) -> TokenLayout:
     """One token per factor tensor, cut into chunks of at most `chunk_size` values."""
-    if not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size!r}.")
+    check_int(chunk_size, "chunk_size", minimum=1)
     groups = {}
     for (name, shape), start in zip(spec.factor_shapes().items(), _offsets(spec).values(), strict=True):
         positions = torch.arange(start, start + math.prod(shape))

@@ -33,6 +33,7 @@ from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from diffusers.utils import BaseOutput
 from torch import nn
 
+from ..checks import check_int
 from ..spec import RepresentationSpec
 from .tokenization import DEFAULT_CHUNK_SIZE, TokenLayout, token_layout
 
@@ -153,12 +154,10 @@ class WeightSpaceDiT(ModelMixin, ConfigMixin):
         super().__init__()
         self.spec = RepresentationSpec.from_dict(spec)
         for name, value in (("hidden_size", hidden_size), ("num_layers", num_layers), ("num_heads", num_heads)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}.")
+            check_int(value, name, minimum=1)
         if hidden_size % num_heads:
             raise ValueError(f"num_heads={num_heads} must divide hidden_size={hidden_size}.")
-        if not isinstance(num_classes, int) or num_classes < 0:
-            raise ValueError(f"num_classes must be an integer >= 0, got {num_classes!r}.")
+        check_int(num_classes, "num_classes", minimum=0)
         if class_names is not None and len(class_names) != num_classes:
             raise ValueError(f"Got {len(class_names)} class_names for num_classes={num_classes}.")
         if not 0.0 <= class_dropout_prob < 1.0:

@@ -19,7 +19,7 @@ def decoded_tiles(
     """(N, H, W, 3) pictures in [0, 1] of N instances' weights: the images (2-D) or renderings of the meshes (3-D)."""
     if pipeline.modality == "image":
         return pipeline.decode(weights, "pt", resolution=resolution).images
-    from ..fields.mesh_rendering import render_meshes
+    from ..fields import render_meshes
 
     return render_meshes(pipeline.decode(weights, "mesh", mesh_resolution=mesh_resolution).meshes)
 

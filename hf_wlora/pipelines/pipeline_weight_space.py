@@ -5,6 +5,9 @@ swapped with `from_config`) and `field` (the baked base `NeuralFieldModel` the w
 the normalised weight space, denoises it (with classifier-free guidance for class-conditional models), undoes the
 normalisation, and decodes: images for 2-D fields, SDF grids and meshes for 3-D fields.
 
+The pipeline only samples and decodes. What a representation is and does (fitting new data, PEFT conversion) lives
+in `hf_wlora.representations`; `encode` and `to_peft_model` are thin calls into it.
+
 Loading from the Hub goes through `huggingface_hub.snapshot_download` (`download` below): stock diffusers treats
 components from an outside library as remote code and refuses them, although hf_wlora's classes are imported, not
 downloaded. Nothing is ever executed from a downloaded file; tensors are safetensors.
@@ -12,10 +15,9 @@ downloaded. Nothing is ever executed from a downloaded file; tensors are safeten
 
 from __future__ import annotations
 
-import copy
 import inspect
+import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,16 +26,43 @@ from typing import Any
 import numpy as np
 import torch
 from diffusers import DiffusionPipeline, SchedulerMixin
-from diffusers.utils import BaseOutput
+from diffusers.utils import BaseOutput, replace_example_docstring
 from PIL import Image
 
-from ..encoding.representations import Representation, representation_from_spec
-from ..fields import NeuralFieldModel
+from ..checks import check_int
+from ..fields import NeuralFieldModel, extract_meshes, render_images, render_meshes, sdf_grid, to_pil
+from ..metrics import interpolation_weights
 from ..models import WeightSpaceDiT
+from ..representations import (
+    FitSettings,
+    Representation,
+    data_targets,
+    fit_in_batches,
+    peft_model_from_factors,
+    representation_from_spec,
+)
 from ..spec import RepresentationSpec
 
 OUTPUT_TYPES = ("pil", "np", "pt", "mesh", "weights")
 ClassLabels = int | str | Sequence[int | str] | torch.Tensor
+
+EXAMPLE_DOC_STRING = """
+    Examples:
+        ```py
+        >>> import torch
+        >>> from hf_wlora import WeightSpacePipeline
+
+        >>> pipe = WeightSpacePipeline.from_pretrained("outputs/demo/generator/pipeline")  # a folder or a Hub id
+        >>> out = pipe(
+        ...     num_samples=4,
+        ...     class_labels=[0, 1, 2, 3],
+        ...     guidance_scale=2.0,
+        ...     generator=torch.Generator().manual_seed(0),
+        ... )
+        >>> out.images[0].save("sample-0.png")
+        >>> pipe.to_peft_model(out.weights, 0).save_pretrained("sample-0")  # sample 0 as a PEFT adapter
+        ```
+"""
 
 
 @dataclass
@@ -48,8 +77,7 @@ class WeightSpacePipelineOutput(BaseOutput):
         weights: The sampled factors keyed by the spec's factor names, (N, *factor_shape) float32 on the CPU.
         class_labels: The class label of each sample (None for an unconditional model).
 
-    `adapter(i)` returns sample i as a PEFT model (the base field with sample i's adapter), which
-    `save_pretrained` writes as an ordinary PEFT adapter folder.
+    `pipe.to_peft_model(output.weights, i)` turns sample i into a PEFT model of the base field.
     """
 
     images: list[Image.Image] | np.ndarray | torch.Tensor | None = None
@@ -57,23 +85,6 @@ class WeightSpacePipelineOutput(BaseOutput):
     sdf_grids: np.ndarray | torch.Tensor | None = None
     weights: dict[str, torch.Tensor] | None = None
     class_labels: torch.Tensor | None = None
-
-    def adapter(self, index: int) -> Any:
-        """Sample `index` as a `PeftModel`: a copy of the base field carrying that sample's mLoRA adapter."""
-        from peft import get_peft_model
-
-        from ..encoding.adapters import mlora_config_from_spec
-        from ..tuners.mlora import adapter_factors
-
-        spec, field = self._spec, self._field  # set by the pipeline that made this output
-        count = next(iter(self.weights.values())).shape[0]
-        if not -count <= index < count:
-            raise IndexError(f"Sample index {index} is out of range for {count} samples.")
-        model = get_peft_model(copy.deepcopy(field), mlora_config_from_spec(spec)).eval()
-        with torch.no_grad():
-            for name, parameter in adapter_factors(model).items():
-                parameter.copy_(self.weights[name][index])
-        return model
 
 
 class WeightSpacePipeline(DiffusionPipeline):
@@ -114,7 +125,39 @@ class WeightSpacePipeline(DiffusionPipeline):
         """ "image" (2-D fields) or "shape" (3-D fields)."""
         return self.field.config.modality
 
+    def check_inputs(
+        self,
+        num_samples: int,
+        num_inference_steps: int,
+        guidance_scale: float,
+        class_labels: ClassLabels | None,
+        latents: torch.Tensor | None,
+        output_type: str,
+        resolution: int | None,
+        mesh_resolution: int | None,
+    ) -> None:
+        """Raise a ValueError naming the first bad argument of a call, before any denoising step runs."""
+        check_int(num_samples, "num_samples", minimum=1)
+        check_int(num_inference_steps, "num_inference_steps", minimum=1)
+        self._check_output_type(output_type)
+        for name, value in (("resolution", resolution), ("mesh_resolution", mesh_resolution)):
+            if value is not None:
+                check_int(value, name, minimum=2)
+        if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float)):
+            raise ValueError(f"guidance_scale must be a number, got {guidance_scale!r}.")
+        if not math.isfinite(guidance_scale):
+            raise ValueError(f"guidance_scale must be finite, got {guidance_scale}.")
+        if guidance_scale != 1.0 and class_labels is None:
+            raise ValueError(
+                "Classifier-free guidance (guidance_scale != 1) needs a class-conditional model and class_labels; "
+                "pass class_labels or guidance_scale=1."
+            )
+        shape = (num_samples, self.transformer.num_parameters)
+        if latents is not None and tuple(latents.shape) != shape:
+            raise ValueError(f"latents must have shape {shape}, got {tuple(latents.shape)}.")
+
     @torch.no_grad()
+    @replace_example_docstring(EXAMPLE_DOC_STRING)
     def __call__(
         self,
         num_samples: int = 1,
@@ -146,26 +189,25 @@ class WeightSpacePipeline(DiffusionPipeline):
             mesh_resolution: SDF grid resolution for 3-D fields (default: the pipeline's `mesh_resolution`).
             eta: DDIM's eta (ignored by schedulers without it).
             return_dict: Return a `WeightSpacePipelineOutput` (else a tuple of its non-None fields).
+
+        Examples:
         """
-        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-            raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}.")
-        if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or num_inference_steps < 1:
-            raise ValueError(f"num_inference_steps must be a positive integer, got {num_inference_steps!r}.")
-        self._check_output_type(output_type)
+        self.check_inputs(
+            num_samples,
+            num_inference_steps,
+            guidance_scale,
+            class_labels,
+            latents,
+            output_type,
+            resolution,
+            mesh_resolution,
+        )
         labels = self._class_labels(class_labels, num_samples)
         guided = guidance_scale != 1.0
-        if guided and labels is None:
-            raise ValueError(
-                "Classifier-free guidance (guidance_scale != 1) needs a class-conditional model and class_labels; "
-                "pass class_labels or guidance_scale=1."
-            )
 
         device, dtype = self._execution_device, self.transformer.dtype
-        shape = (num_samples, self.transformer.num_parameters)
         if latents is None:
-            latents = _randn(shape, generator, device, dtype)
-        elif tuple(latents.shape) != shape:
-            raise ValueError(f"latents must have shape {shape}, got {tuple(latents.shape)}.")
+            latents = _randn((num_samples, self.transformer.num_parameters), generator, device, dtype)
         sample = latents.to(device=device, dtype=dtype) * self.scheduler.init_noise_sigma
         if labels is not None:
             labels = labels.to(device)
@@ -191,7 +233,7 @@ class WeightSpacePipeline(DiffusionPipeline):
         self.maybe_free_model_hooks()
         return output if return_dict else output.to_tuple()
 
-    # -- decoding, interpolation, encoding --------------------------------------------------------------------------
+    # -- decoding, and thin calls into the representation ----------------------------------------------------------
     @torch.no_grad()
     def decode(
         self,
@@ -206,8 +248,7 @@ class WeightSpacePipeline(DiffusionPipeline):
         `class_labels` are only passed through to the output (the labels the weights were sampled with).
         """
         self._check_output_type(output_type)
-        vectors = self._as_vectors(weights)
-        factors = {name: value.float().cpu() for name, value in self.spec.unflatten(vectors).items()}
+        factors = self._as_factors(weights)
         decoded: dict[str, Any] = {}
         if output_type != "weights":
             device = self._execution_device
@@ -215,9 +256,7 @@ class WeightSpacePipeline(DiffusionPipeline):
                 {name: value.to(device) for name, value in factors.items()}
             )
             decoded = self._decode_field(function, output_type, resolution, mesh_resolution, device)
-        output = WeightSpacePipelineOutput(weights=factors, class_labels=class_labels, **decoded)
-        output._spec, output._field = self.spec, self.field  # for output.adapter(i)
-        return output
+        return WeightSpacePipelineOutput(weights=factors, class_labels=class_labels, **decoded)
 
     def _decode_field(
         self,
@@ -229,20 +268,13 @@ class WeightSpacePipeline(DiffusionPipeline):
     ) -> dict[str, Any]:
         """Images (2-D), or SDF grids with meshes and their pictures (3-D), of a batched field function."""
         if self.modality == "image":
-            from ..fields import render_images, to_pil
-
             images = render_images(function, resolution or self.config.resolution, device=device)
             return {"images": {"pil": to_pil, "np": lambda x: x.numpy(), "pt": lambda x: x}[output_type](images)}
-        from ..fields import extract_meshes, sdf_grid
-
         grids = sdf_grid(function, mesh_resolution or self.config.mesh_resolution, device=device)
         decoded: dict[str, Any] = {"sdf_grids": grids.numpy() if output_type == "np" else grids}
         if output_type in ("mesh", "pil"):
             decoded["meshes"] = extract_meshes(grids, allow_failures=True)  # failures: None, logged with the reason
         if output_type == "pil":
-            from ..fields import to_pil
-            from ..fields.mesh_rendering import render_meshes
-
             decoded["images"] = to_pil(render_meshes(decoded["meshes"]))
         return decoded
 
@@ -262,14 +294,24 @@ class WeightSpacePipeline(DiffusionPipeline):
         dimension of 1, e.g. `weights.factors(i)` of a weight data set) or a flat vector. The first and last decoded
         instances are `start` and `end` themselves.
         """
-        if isinstance(num_points, bool) or not isinstance(num_points, int) or num_points < 2:
-            raise ValueError(f"num_points must be an integer >= 2, got {num_points!r}.")
         first, last = (self._as_vectors(point) for point in (start, end))
         if first.shape[0] != 1 or last.shape[0] != 1:
             raise ValueError("interpolate takes one instance's weights for start and for end.")
-        alphas = torch.linspace(0.0, 1.0, num_points, dtype=torch.float64)[:, None]
-        vectors = ((1 - alphas) * first.double() + alphas * last.double()).float()
-        return self.decode(vectors, output_type, resolution, mesh_resolution)
+        return self.decode(
+            interpolation_weights(first[0], last[0], num_points), output_type, resolution, mesh_resolution
+        )
+
+    def to_peft_model(self, weights: torch.Tensor | Mapping[str, torch.Tensor], index: int = 0) -> Any:
+        """Instance `index` of `weights` (e.g. `output.weights` of a call) as a `PeftModel`: a copy of the base field
+        carrying that instance's mLoRA adapter, which `save_pretrained` writes as an ordinary PEFT adapter folder.
+
+        The mlp kinds hold whole standalone fields, not adapters, and have no PEFT form (a ValueError says so).
+        """
+        factors = self._as_factors(weights)
+        count = next(iter(factors.values())).shape[0]
+        if isinstance(index, bool) or not isinstance(index, int) or not -count <= index < count:
+            raise IndexError(f"Sample index {index!r} is out of range for {count} samples.")
+        return peft_model_from_factors(self.spec, self.field, {name: value[index] for name, value in factors.items()})
 
     def encode(
         self,
@@ -285,9 +327,10 @@ class WeightSpacePipeline(DiffusionPipeline):
     ) -> dict[str, torch.Tensor]:
         """Encode new instances into this pipeline's weight space; returns factors (N, *shape) keyed by spec name.
 
-        The fit repeats the training data's encoding (steps, learning rate, point subsets and seeded initial factors
-        from `transformer.config.encoding`; arguments override them), so the new weights are comparable with the
-        ones the transformer learnt from.
+        A thin call into `hf_wlora.representations` (`data_targets`, `fit_in_batches`) that repeats the training
+        data's encoding (steps, learning rate, point subsets and seeded initial factors from
+        `transformer.config.encoding`; arguments override them), so the new weights are comparable with the ones the
+        transformer learnt from.
 
         Args:
             data: 2-D: images in [0, 1] as a (N, H, W, 3) tensor or array, a PIL image or a list of them, or
@@ -300,16 +343,9 @@ class WeightSpacePipeline(DiffusionPipeline):
                 fit of the training set's first instance (HyperDiffusion), which a pipeline does not carry.
             progress: Show a progress bar over the batches.
         """
-        from tqdm.auto import tqdm
-
-        from ..encoding.fitting import FitSettings, fit_instances
-
-        settings = dict(self.transformer.config.encoding or {})
-        fit = FitSettings(
-            steps=settings.get("steps", 300) if steps is None else steps,
-            learning_rate=settings.get("learning_rate", 1e-2) if learning_rate is None else learning_rate,
-            points_per_step=settings.get("points_per_step") if points_per_step is None else points_per_step,
-            seed=settings.get("seed", 0),
+        encoding = dict(self.transformer.config.encoding or {})
+        settings = FitSettings.from_encoding(
+            encoding, steps=steps, learning_rate=learning_rate, points_per_step=points_per_step
         )
         if self.spec.kind == "mlp" and initial is None:
             raise ValueError(
@@ -318,28 +354,21 @@ class WeightSpacePipeline(DiffusionPipeline):
                 "does not store. Pass them, or encode with hf_wlora.encode on the same data source."
             )
         if points_per_shape is None:
-            points_per_shape = settings.get("points_per_shape", 8192)
-        coords, targets = self._encoding_targets(data, points_per_shape)
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
-        representation = self._representation(seed=fit.seed)
+            points_per_shape = encoding.get("points_per_shape", 8192)
+        coords, targets = data_targets(data, self.modality, points_per_shape)
         start = None if initial is None else {name: value.float() for name, value in initial.items()}
-        pieces: list[dict[str, torch.Tensor]] = []
-        batches = range(0, targets.shape[0], batch_size)
-        for first in tqdm(batches, desc=f"encoding {self.spec.name}", disable=not progress):
-            batch = slice(first, first + batch_size)
-            batch_coords = coords if coords.dim() == 2 else coords[batch]
-            pieces.append(fit_instances(representation, batch_coords, targets[batch], fit, initial=start).factors)
-        return {name: torch.cat([piece[name] for piece in pieces]) for name in pieces[0]}
+        representation = self._representation(seed=settings.seed)
+        return fit_in_batches(representation, coords, targets, settings, batch_size, start, progress)
 
     # -- saving and loading -----------------------------------------------------------------------------------------
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
         """Save every component (safetensors), `model_index.json` and a model card (`README.md`)."""
         if kwargs.get("push_to_hub"):
             raise ValueError("Use pipe.push_to_hub(repo_id), which uploads the folder together with its card.")
-        self._save(Path(save_directory), load_path=str(save_directory), **kwargs)
+        self.save_with_card(Path(save_directory), load_path=str(save_directory), **kwargs)
 
-    def _save(self, folder: Path, load_path: str, **kwargs: Any) -> None:
+    def save_with_card(self, folder: Path, load_path: str, **kwargs: Any) -> None:
+        """`save_pretrained` with a card whose code snippet loads from `load_path` (the folder, or a Hub repo id)."""
         from .card import write_pipeline_card
 
         super().save_pretrained(folder, safe_serialization=True, **kwargs)
@@ -353,19 +382,13 @@ class WeightSpacePipeline(DiffusionPipeline):
         token: str | None = None,
         create_pr: bool = False,
     ) -> Any:
-        """Upload the pipeline (as `save_pretrained` writes it, card included) to the Hub model repo `repo_id`."""
-        from huggingface_hub import HfApi
+        """Upload the pipeline (as `save_pretrained` writes it, card included) to the Hub model repo `repo_id`.
 
-        api = HfApi(token=token)
-        repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
-        with tempfile.TemporaryDirectory() as folder:
-            self._save(Path(folder), load_path=repo_id)  # the card's snippet loads from the repo
-            return api.upload_folder(
-                repo_id=repo_id,
-                folder_path=folder,
-                commit_message=commit_message or "Upload WeightSpacePipeline with hf_wlora",
-                create_pr=create_pr,
-            )
+        diffusers' own `push_to_hub` would replace the card with a generic one; see `hf_wlora.pipelines.hub`.
+        """
+        from .hub import push_pipeline_to_hub
+
+        return push_pipeline_to_hub(self, repo_id, commit_message, private, token, create_pr)
 
     @classmethod
     def download(cls, pretrained_model_name: str, **kwargs: Any) -> str:
@@ -420,6 +443,10 @@ class WeightSpacePipeline(DiffusionPipeline):
             raise ValueError("The weights contain NaN or infinite values.")
         return vectors
 
+    def _as_factors(self, weights: torch.Tensor | Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Factors (N, *shape) float32 on the CPU, keyed by spec name, from flat vectors or factors (checked)."""
+        return {name: value.float().cpu() for name, value in self.spec.unflatten(self._as_vectors(weights)).items()}
+
     def _class_labels(self, class_labels: ClassLabels | None, num_samples: int) -> torch.Tensor | None:
         """Class indices (num_samples,) from indices or names; None for unconditional sampling."""
         num_classes = self.transformer.config.num_classes
@@ -457,31 +484,6 @@ class WeightSpacePipeline(DiffusionPipeline):
             kwargs["eta"] = eta
         return kwargs
 
-    def _encoding_targets(self, data: Any, points_per_shape: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(coords, targets) to fit: shared pixel centres (P, 2) and colours, or per-shape SDF samples."""
-        from ..encoding.encoder import instance_targets
-
-        if self.modality == "image":
-            images = _images_tensor(data)
-            from ..fields import image_coordinates
-
-            return image_coordinates(images.shape[1], images.shape[2]), images.reshape(images.shape[0], -1, 3)
-        if isinstance(data, tuple) and len(data) == 2:
-            points, sdf = (torch.as_tensor(value, dtype=torch.float32) for value in data)
-            sdf = sdf.unsqueeze(-1) if sdf.dim() == 2 else sdf
-            if points.dim() != 3 or points.shape[-1] != 3 or sdf.shape != (*points.shape[:2], 1):
-                raise ValueError(
-                    f"Shape data as a tuple must be (points (N, P, 3), sdf (N, P)), got {tuple(points.shape)} and "
-                    f"{tuple(sdf.shape)}."
-                )
-            return points, sdf
-        instances = list(data)
-        if not instances or not all(callable(getattr(item, "sample", None)) for item in instances):
-            raise ValueError(
-                "3-D data must be shape instances (e.g. from hf_wlora.load_mesh_folder) or (points, sdf) samples."
-            )
-        return instance_targets(instances, "shape", points_per_shape, list(range(len(instances))))
-
 
 def _randn(
     shape: tuple[int, ...], generator: torch.Generator | list[torch.Generator] | None, device: torch.device, dtype: Any
@@ -490,26 +492,6 @@ def _randn(
     from diffusers.utils.torch_utils import randn_tensor
 
     return randn_tensor(shape, generator=generator, device=device, dtype=dtype)
-
-
-def _images_tensor(data: Any) -> torch.Tensor:
-    """(N, H, W, 3) float32 images in [0, 1] from a tensor/array, PIL image(s) or image instances."""
-    if isinstance(data, Image.Image):
-        data = [data]
-    if isinstance(data, (list, tuple)) and data and isinstance(data[0], Image.Image):
-        arrays = [np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0 for image in data]
-        if len({array.shape for array in arrays}) > 1:
-            raise ValueError("Images to encode must share one size; resize them first.")
-        data = np.stack(arrays)
-    elif isinstance(data, (list, tuple)) and data and hasattr(data[0], "image"):
-        data = np.stack([np.asarray(instance.image, dtype=np.float32) for instance in data])
-    images = torch.as_tensor(np.asarray(data) if not isinstance(data, torch.Tensor) else data, dtype=torch.float32)
-    images = images.unsqueeze(0) if images.dim() == 3 else images
-    if images.dim() != 4 or images.shape[-1] != 3 or images.shape[0] == 0:
-        raise ValueError(f"Images to encode must be (N, H, W, 3) RGB in [0, 1], got shape {tuple(images.shape)}.")
-    if not torch.isfinite(images).all() or images.min() < 0 or images.max() > 1:
-        raise ValueError("Images to encode must hold finite values in [0, 1] (divide uint8 images by 255).")
-    return images
 
 
 __all__ = ["WeightSpacePipeline", "WeightSpacePipelineOutput"]

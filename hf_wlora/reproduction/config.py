@@ -215,7 +215,7 @@ class ReproduceConfig:
 
     def budget(self, modality: str) -> StudyBudget:
         """The studies' budget for `modality`, with the user's data source if one was named."""
-        from ..data.sources import parse_data_source
+        from ..data import parse_data_source
 
         budget = {"tiny": _tiny, "small": _small, "paper": _paper}[self.scale](modality)
         data = self.data_2d if modality == "2d" else self.data_3d

@@ -267,7 +267,7 @@ def _tsne_plot(studies: dict[str, Any], path: Path, modality: str) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..metrics.discrimination import scatter_by_class
+    from ..metrics import scatter_by_class
 
     path.parent.mkdir(parents=True, exist_ok=True)
     columns = min(3, len(studies))

@@ -20,7 +20,7 @@ from .config import GENERATION_SYSTEMS, ReproduceConfig
 from .report import PIXEL_FEATURES, PLOTS_DIR, write_report
 
 if TYPE_CHECKING:
-    from ..metrics.features import ImageFeatureExtractor
+    from ..metrics import ImageFeatureExtractor
 
 logger = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ def reproduce(config: ReproduceConfig, progress: bool = True) -> ReproduceResult
     start = time.perf_counter()
     image_features = None
     if config.image_features is not None and "2d" in config.modalities:
-        from ..metrics.features import TransformersImageFeatures
+        from ..metrics import TransformersImageFeatures
 
         image_features = TransformersImageFeatures(config.image_features)  # a bad backbone fails now, not after hours
     results = {}

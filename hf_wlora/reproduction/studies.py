@@ -16,7 +16,7 @@ from .config import StudyBudget
 from .stages import encode_config
 
 if TYPE_CHECKING:
-    from ..metrics.features import ImageFeatureExtractor
+    from ..metrics import ImageFeatureExtractor
 
 # Pictures of samples: at most this many instances per system.
 PICTURE_SAMPLES = 20
@@ -46,20 +46,14 @@ def structure_study(
     from tqdm.auto import tqdm
 
     from ..data import open_data_source
-    from ..encoding.encoder import configured_representation, instance_targets, load_base_field, reconstruction_scores
-    from ..encoding.fitting import fit_instances
-    from ..metrics.structure import (
-        correlated_initialization,
-        cosine_similarity,
-        interpolation_barrier,
-        interpolation_weights,
-    )
+    from ..metrics import correlated_initialization, cosine_similarity, interpolation_barrier, interpolation_weights
+    from ..representations import fit_instances, instance_targets, load_base_field, reconstruction_scores
     from ..training.schedule import mix_seed
 
     config = encode_config(budget, representation_name, field_dir, field_dir / "unused", seed)
-    base, _ = load_base_field(config)
+    base, _ = load_base_field(config.field, config.field_subfolder, config.field_revision)
     source = open_data_source(budget.data, budget.data_options)
-    representation = configured_representation(config, base, source)
+    representation = config.build_representation(base, source)
     spec, modality = representation.spec, representation.modality
     count, alphas = min(budget.structure_instances, len(source)), budget.structure_alphas
     indices = list(range(count))
@@ -88,7 +82,8 @@ def structure_study(
             path_instances,
             path_coords,
             path_targets,
-            config,
+            config.mesh_resolution,
+            config.seed,
         ).reshape(count, alphas)
         barriers = np.array(
             [
@@ -132,8 +127,7 @@ def generation_study(
     import json
 
     from ..data import open_data_source, sample_surface
-    from ..pipelines import WeightSpacePipeline
-    from ..pipelines.pictures import decoded_tiles, picture_scale, tile_grid
+    from ..pipelines import WeightSpacePipeline, decoded_tiles, picture_scale, tile_grid
 
     pipeline = WeightSpacePipeline.from_pretrained(pipeline_dir)
     pipeline.set_progress_bar_config(disable=True)
@@ -157,13 +151,13 @@ def generation_study(
     shown = {name: value[:PICTURE_SAMPLES] for name, value in weights.items()}
     tile_grid(decoded_tiles(pipeline, shown), 10, picture_scale(pipeline)).save(picture_path)
     if pipeline.modality == "image":
-        from ..metrics.distributions import image_generation_metrics
+        from ..metrics import image_generation_metrics
 
         images = pipeline.decode(weights, "pt").images
         references = torch.stack([torch.as_tensor(source[index].image) for index in range(len(source))])
         results.update(image_generation_metrics(images, references, extractor=image_features))
         return results
-    from ..metrics.point_clouds import point_cloud_generation_metrics, sample_point_clouds
+    from ..metrics import point_cloud_generation_metrics, sample_point_clouds
 
     meshes = [mesh for mesh in pipeline.decode(weights, "mesh").meshes if mesh is not None]
     results["num_meshes"] = len(meshes)
@@ -192,7 +186,7 @@ def discrimination_study(weights_dir: Path, seed: int) -> dict[str, Any]:
     from threadpoolctl import threadpool_limits
 
     from ..encoding import load_weight_dataset
-    from ..metrics.discrimination import discrimination_metrics, tsne_embedding
+    from ..metrics import discrimination_metrics, tsne_embedding
 
     weights = load_weight_dataset(weights_dir)
     labels = weights.labels.numpy()

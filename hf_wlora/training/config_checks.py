@@ -13,6 +13,8 @@ import difflib
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+from ..checks import check_int
+
 MIXED_PRECISIONS = ("no", "fp16", "bf16")
 # Settings of every training config that do not change the numbers of a run, so a resume may change them.
 RUN_CONTROL_KEYS = (
@@ -29,10 +31,6 @@ LR_SCHEDULES = ("constant", "cosine")
 Section = TypeVar("Section", bound="RecipeSection")
 
 
-def is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -47,9 +45,7 @@ def reject_unknown(data: dict[str, Any], allowed: list[str], where: str) -> None
 
 
 def check_positive_int(config: Any, name: str) -> None:
-    value = getattr(config, name)
-    if not is_int(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    check_int(getattr(config, name), name, minimum=1)
 
 
 def check_run_settings(config: Any) -> None:
@@ -58,8 +54,7 @@ def check_run_settings(config: Any) -> None:
         check_positive_int(config, name)
     if config.max_steps is not None:
         check_positive_int(config, "max_steps")
-    if not is_int(config.seed) or config.seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {config.seed!r}.")
+    check_int(config.seed, "seed", minimum=0)
     if config.lr_schedule not in LR_SCHEDULES:
         raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {config.lr_schedule!r}.")
     if not is_number(config.min_lr_ratio) or not 0 <= config.min_lr_ratio <= 1:

@@ -1,24 +1,27 @@
-"""Launch guards shared by the training loops (stages 1 and 3) under `accelerate launch`."""
+"""Launch guards shared by every stage that runs under `accelerate launch` (field training, encoding, generator
+training)."""
 
 from __future__ import annotations
 
 import logging
 import os
+from typing import TYPE_CHECKING
 
-from accelerate import Accelerator
+if TYPE_CHECKING:
+    from accelerate import Accelerator, PartialState
 
 logger = logging.getLogger(__name__)
 
 
-def check_world_size(accelerator: Accelerator) -> None:
-    """Fail when the launcher started more processes than the Accelerator sees (e.g. CPU-mode `--multi_gpu`
-    without `ACCELERATE_USE_CPU=1` runs independent copies that would all write the same outputs)."""
+def check_world_size(state: Accelerator | PartialState) -> None:
+    """Fail when the launcher started more processes than Accelerate sees (e.g. CPU-mode `--multi_gpu` without
+    `ACCELERATE_USE_CPU=1` runs independent copies that would all write the same outputs)."""
     expected = os.environ.get("WORLD_SIZE")
-    if expected is not None and int(expected) != accelerator.num_processes:
+    if expected is not None and int(expected) != state.num_processes:
         raise RuntimeError(
-            f"WORLD_SIZE={expected} processes were launched but the Accelerator sees {accelerator.num_processes}: "
-            "the processes are not one distributed run. On CPU launch with `ACCELERATE_USE_CPU=1 accelerate "
-            "launch --multi_gpu --num_processes N ...`; on GPUs check `accelerate config`."
+            f"WORLD_SIZE={expected} processes were launched but the Accelerator sees {state.num_processes}: the "
+            "processes are not one distributed run. On CPU launch with `ACCELERATE_USE_CPU=1 accelerate launch "
+            "--multi_gpu --num_processes N ...`; on GPUs check `accelerate config`."
         )
 
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
+from ...checks import is_int
 from ...data.sources import parse_data_source
 from ...training.config_checks import (
     RecipeSection,
     check_positive_int,
     check_run_settings,
-    is_int,
     is_number,
     reject_unknown,
 )

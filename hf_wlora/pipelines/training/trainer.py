@@ -27,7 +27,7 @@ from accelerate import Accelerator
 from diffusers import DDPMScheduler
 from tqdm.auto import tqdm
 
-from ...encoding.representations import representation_from_spec
+from ...representations import representation_from_spec
 from ...encoding.weight_dataset import WeightDataset, load_weight_dataset
 from ...fields import NeuralFieldModel
 from ...models import WeightSpaceDiT

@@ -16,6 +16,7 @@ from .functional import (  # noqa: E402
     batched_call,
     batched_forward,
     batched_loss_backward,
+    chunk_size_for,
     chunked_loss_backward,
     stack_adapter_factors,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "batched_call",
     "batched_forward",
     "batched_loss_backward",
+    "chunk_size_for",
     "chunked_loss_backward",
     "stack_adapter_factors",
 ]

@@ -8,6 +8,7 @@ from typing import Literal
 from peft.config import PeftConfig
 from peft.utils import PeftType
 
+from ...checks import check_int, is_int
 from ...spec import DEFAULT_KAPPA, DEFAULT_MASK_RATIO, DEFAULT_MASK_SEED
 
 Mode = Literal["multiplicative", "additive"]
@@ -71,9 +72,8 @@ class MLoraConfig(PeftConfig):
         self.peft_type = PeftType.MLORA
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}.")
-        if not isinstance(self.r, int) or self.r < 1:
-            raise ValueError(f"r must be an integer >= 1, got {self.r!r}.")
-        bad_ranks = {key: rank for key, rank in self.rank_pattern.items() if not isinstance(rank, int) or rank < 1}
+        check_int(self.r, "r", minimum=1)
+        bad_ranks = {key: rank for key, rank in self.rank_pattern.items() if not is_int(rank) or rank < 1}
         if bad_ranks:
             raise ValueError(f"Every rank in rank_pattern must be an integer >= 1, got {bad_ranks}.")
         if self.alpha is None:
@@ -82,8 +82,7 @@ class MLoraConfig(PeftConfig):
             raise ValueError(f"alpha must be > 0, got {self.alpha}.")
         if not 0.0 <= self.mask_ratio < 1.0:
             raise ValueError(f"mask_ratio must be in [0, 1), got {self.mask_ratio}.")
-        if isinstance(self.mask_seed, bool) or not isinstance(self.mask_seed, int) or self.mask_seed < 0:
-            raise ValueError(f"mask_seed must be a non-negative integer, got {self.mask_seed!r}.")
+        check_int(self.mask_seed, "mask_seed", minimum=0)
         if not self.kappa > 0:
             raise ValueError(f"kappa must be > 0, got {self.kappa}.")
         if not self.init_std > 0:

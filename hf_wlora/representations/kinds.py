@@ -20,22 +20,25 @@ from peft import get_peft_model
 
 from ..fields import NeuralFieldConfig, NeuralFieldModel
 from ..spec import REPRESENTATIONS, LayerSpec, RepresentationSpec
-from ..tuners.mlora import MLoraConfig, adapter_factors, batched_call, batched_forward, chunked_loss_backward
-from ..tuners.mlora.functional import chunk_size_for
+from ..tuners.mlora import (
+    MLoraConfig,
+    adapter_factors,
+    batched_call,
+    batched_forward,
+    chunk_size_for,
+    chunked_loss_backward,
+)
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-# Default std of mlp_asym's frozen weight entries, measured at the small reproduction scale. 128 glyphs, 300 steps:
-# mean PSNR 38.1 dB at 0.03, 36.5 at 0.1, 29.9 at 0.3, 5.4 at 1.0, against 40.8 for mlp (the paper: 33.3 against
-# 35.1). 32 shapes, 150 steps: Chamfer 0.045 at 0.03 against 0.034 for mlp; at 0.1 the start predicted a distance
-# beyond DeepSDF's clamp (|d| >= 0.1) at 90% of random points of the cube (mlp: 78%), the first fit ended without a
-# surface, and no later instance moved from it (all start from the first fit; the clamp leaves no gradient there).
+# Default std of mlp_asym's frozen weight entries. An mlp's frozen entries are weights of the field itself: too large
+# and every output saturates (SDFs beyond DeepSDF's clamp everywhere), the gradient vanishes and no instance moves
+# from the shared start. 0.03 fitted the glyphs best of the values tried and is the largest that still gave the
+# shapes a surface (the sweep is in benchmarks/RESULTS.md, "Encoding learning rate", mlp_asym's frozen entries).
 MLP_KAPPA = 0.03
-# Adam's default encoding learning rate per kind (measured at the small reproduction scale, 300 steps on 128 glyphs and
-# 150 on 32 shapes; benchmarks/RESULTS.md, "Encoding learning rate"). Adam moves every entry by about the learning
-# rate per step whatever the gradient's scale; mLoRA's factors start near 1 and must travel distances of order 1 to
-# reshape a weight (M from 1 towards 0 or 2), while additive LoRA's B starts at 0 and only travels as far as the weight
-# change itself. At 1e-2 mlora_asym under-fit (25.0 dB, Chamfer 5.8e-3) where 1e-1 fits (37.1 dB, 1.7e-3); additive
-# LoRA diverged at 1e-1 (19.7 dB).
+# Adam's default encoding learning rate per kind. Adam moves every entry by about the learning rate per step whatever
+# the gradient's scale; mLoRA's factors start near 1 and must travel distances of order 1 to reshape a weight (M from
+# 1 towards 0 or 2), while additive LoRA's B starts at 0 and only travels as far as the weight change itself, and
+# diverges at mLoRA's rate. Each value is the best fit of a sweep (benchmarks/RESULTS.md, "Encoding learning rate").
 DEFAULT_LEARNING_RATES = {
     "mlp": 1e-3,
     "mlp_asym": 1e-3,
@@ -163,7 +166,7 @@ class StandaloneMLPRepresentation(Representation):
     Every instance starts from the same weights; the encoder sets them to the first instance's fit
     (`set_initial_factors`), as HyperDiffusion does. The asymmetric variant's frozen entries default to
     N(0, MLP_KAPPA^2): random next to the trained weights they replace, but not so large that the field saturates
-    (at kappa = 1 every output was clamped, the gradient exactly zero and no instance moved; 0.1 did that to SDFs).
+    (then every output is clamped, the gradient is exactly zero and no instance moves from the shared start).
     """
 
     def __init__(self, name: str, field_config: NeuralFieldConfig, seed: int = 0, **spec_kwargs: Any) -> None:
@@ -259,7 +262,7 @@ def representation_from_spec(spec: RepresentationSpec, base_field: NeuralFieldMo
             kappa=spec.kappa,
         )
     else:
-        from .adapters import mlora_config_from_spec
+        from .adapters import mlora_config_from_spec  # adapters imports this module
 
         representation = AdapterRepresentation(base_field, mlora_config_from_spec(spec), seed=seed)
     spec.check_matches(representation.spec, what="this base field's representation")

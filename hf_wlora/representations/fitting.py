@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
-from .representations import LossFn, Representation
+from ..checks import check_int
+from .kinds import LossFn, Representation
 
 # SDF values beyond this distance are clamped in the loss, as in DeepSDF: only the near-surface band matters.
 SDF_CLAMP = 0.1
@@ -65,6 +67,22 @@ class FitSettings:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}.")
         if self.points_per_step is not None and self.points_per_step < 1:
             raise ValueError(f"points_per_step must be >= 1 or None, got {self.points_per_step}.")
+
+    @classmethod
+    def from_encoding(cls, encoding: Mapping[str, Any], **overrides: Any) -> FitSettings:
+        """The fit an encoding ran (`EncodeConfig.result_settings()`, as a weight data set's info and a trained
+        transformer's config record it); `overrides` whose value is not None replace its steps, learning_rate or
+        points_per_step. The seed is always the encoding's: it fixes the initial factors and the point subsets."""
+        unknown = sorted(set(overrides) - {"steps", "learning_rate", "points_per_step"})
+        if unknown:
+            raise ValueError(f"Only steps, learning_rate and points_per_step can be overridden, got {unknown}.")
+        settings = {
+            "steps": encoding.get("steps", cls.steps),
+            "learning_rate": encoding.get("learning_rate", cls.learning_rate),
+            "points_per_step": encoding.get("points_per_step"),
+            "seed": encoding.get("seed", cls.seed),
+        }
+        return cls(**{**settings, **{key: value for key, value in overrides.items() if value is not None}})
 
 
 @dataclass
@@ -125,3 +143,27 @@ def fit_instances(
         losses = representation.loss_backward(factors, step_coords, step_targets, loss_fn, settings.chunk_size)
         optimizer.step()
     return FitResult({name: value.detach() for name, value in factors.items()}, losses)
+
+
+def fit_in_batches(
+    representation: Representation,
+    coords: torch.Tensor,
+    targets: torch.Tensor,
+    settings: FitSettings,
+    batch_size: int = 64,
+    initial: Mapping[str, torch.Tensor] | None = None,
+    progress: bool = False,
+) -> dict[str, torch.Tensor]:
+    """`fit_instances` over consecutive batches of `batch_size` instances; returns all factors (N, ...) by spec name.
+
+    The batch size changes speed and memory, never the result: every instance gets exactly the fit it would get
+    alone. `coords` are (P, d) shared by all instances, or (N, P, d).
+    """
+    check_int(batch_size, "batch_size", minimum=1)
+    pieces: list[dict[str, torch.Tensor]] = []
+    batches = range(0, targets.shape[0], batch_size)
+    for first in tqdm(batches, desc=f"encoding {representation.name}", disable=not progress):
+        batch = slice(first, first + batch_size)
+        batch_coords = coords if coords.dim() == 2 else coords[batch]
+        pieces.append(fit_instances(representation, batch_coords, targets[batch], settings, initial=initial).factors)
+    return {name: torch.cat([piece[name] for piece in pieces]) for name in pieces[0]}
