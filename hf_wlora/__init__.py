@@ -44,7 +44,11 @@ _LAZY_ATTRIBUTES: dict[str, str] = {
     "load_weight_dataset": "hf_wlora.encoding",
     "push_weight_dataset_to_hub": "hf_wlora.encoding",
     "row_to_peft_adapter": "hf_wlora.encoding",
-    "peft_model_to_row": "hf_wlora.encoding",
+    "FitSettings": "hf_wlora.representations",
+    "fit_instances": "hf_wlora.representations",
+    "make_representation": "hf_wlora.representations",
+    "representation_from_spec": "hf_wlora.representations",
+    "peft_model_to_row": "hf_wlora.representations",
     "WeightSpaceDiT": "hf_wlora.models",
     "WeightSpacePipeline": "hf_wlora.pipelines",
     "WeightSpacePipelineOutput": "hf_wlora.pipelines",
@@ -68,7 +72,6 @@ if TYPE_CHECKING:
         WeightDatasetWriter,
         encode,
         load_weight_dataset,
-        peft_model_to_row,
         push_weight_dataset_to_hub,
         row_to_peft_adapter,
     )
@@ -84,11 +87,19 @@ if TYPE_CHECKING:
     from .models import WeightSpaceDiT
     from .pipelines import WeightSpacePipeline, WeightSpacePipelineOutput
     from .pipelines.training import GeneratorTrainingConfig, train_generator
+    from .representations import (
+        FitSettings,
+        fit_instances,
+        make_representation,
+        peft_model_to_row,
+        representation_from_spec,
+    )
     from .spec import LayerSpec, RepresentationSpec
     from .tuners.mlora import MLoraConfig, MLoraModel, batched_forward, batched_loss_backward, stack_adapter_factors
 
 __all__ = [
     "EncodeConfig",
+    "FitSettings",
     "GeneratorTrainingConfig",
     "GlyphImages",
     "LayerSpec",
@@ -110,14 +121,17 @@ __all__ = [
     "batched_loss_backward",
     "encode",
     "extract_meshes",
+    "fit_instances",
     "load_hf_images",
     "load_image_folder",
     "load_mesh_folder",
     "load_sdf_samples",
     "load_weight_dataset",
+    "make_representation",
     "peft_model_to_row",
     "push_weight_dataset_to_hub",
     "render_images",
+    "representation_from_spec",
     "row_to_peft_adapter",
     "sdf_grid",
     "stack_adapter_factors",

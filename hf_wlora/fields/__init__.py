@@ -33,12 +33,11 @@ _LAZY_ATTRIBUTES: dict[str, str] = {
 }
 
 if TYPE_CHECKING:
-    from .configuration_neural_field import NeuralFieldConfig
     from .coordinates import image_coordinates, volume_coordinates
     from .field_function import FieldFunction, evaluate_field
     from .mesh_rendering import render_meshes
     from .meshing import MeshList, extract_mesh, extract_meshes, sdf_grid
-    from .modeling_neural_field import ADAPTER_TARGET_REGEX, NeuralFieldModel, NeuralFieldOutput
+    from .modeling_neural_field import ADAPTER_TARGET_REGEX, NeuralFieldConfig, NeuralFieldModel, NeuralFieldOutput
     from .rendering import image_grid, render_images, to_pil
 
 __all__ = [
