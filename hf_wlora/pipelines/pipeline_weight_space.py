@@ -374,21 +374,15 @@ class WeightSpacePipeline(DiffusionPipeline):
         super().save_pretrained(folder, safe_serialization=True, **kwargs)
         write_pipeline_card(folder, self, load_path)
 
-    def push_to_hub(
-        self,
-        repo_id: str,
-        commit_message: str | None = None,
-        private: bool | None = None,
-        token: str | None = None,
-        create_pr: bool = False,
-    ) -> Any:
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> Any:
         """Upload the pipeline (as `save_pretrained` writes it, card included) to the Hub model repo `repo_id`.
 
-        diffusers' own `push_to_hub` would replace the card with a generic one; see `hf_wlora.pipelines.hub`.
+        Keyword arguments: `commit_message`, `private`, `token`, `create_pr` (see `push_pipeline_to_hub`; diffusers'
+        own `push_to_hub` would replace the card with a generic one).
         """
         from .hub import push_pipeline_to_hub
 
-        return push_pipeline_to_hub(self, repo_id, commit_message, private, token, create_pr)
+        return push_pipeline_to_hub(self, repo_id, **kwargs)
 
     @classmethod
     def download(cls, pretrained_model_name: str, **kwargs: Any) -> str:

@@ -27,10 +27,10 @@ from accelerate import Accelerator
 from diffusers import DDPMScheduler
 from tqdm.auto import tqdm
 
-from ...representations import representation_from_spec
 from ...encoding.weight_dataset import WeightDataset, load_weight_dataset
 from ...fields import NeuralFieldModel
 from ...models import WeightSpaceDiT
+from ...representations import representation_from_spec
 from ...training.checkpoints import TrainingProgress, checkpoint_to_resume, save_checkpoint
 from ...training.distributed import check_world_size, global_batch_size
 from ...training.ema import ModelEMA
