@@ -34,7 +34,7 @@ def instance_targets(
     return coords, values
 
 
-def data_targets(data: Any, modality: str, points_per_shape: int) -> tuple[torch.Tensor, torch.Tensor]:
+def data_targets(data: Any, modality: str, points_per_shape: int = 8192) -> tuple[torch.Tensor, torch.Tensor]:
     """(coords, targets) of new data in any of the forms a user holds.
 
     Images ("image"): a (N, H, W, 3) tensor or array in [0, 1], a PIL image or a list of them, or image instances of
