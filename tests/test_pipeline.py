@@ -246,6 +246,13 @@ def test_bad_input_gives_clear_errors() -> None:
         pipe(3, class_labels=[0, 1])
     with pytest.raises(ValueError, match="needs a class-conditional model and class_labels"):
         pipe(1, guidance_scale=2.0)
+    for bad in (float("nan"), float("inf")):  # refused before any denoising step
+        with pytest.raises(ValueError, match="guidance_scale must be finite"):
+            pipe(1, class_labels=0, guidance_scale=bad)
+    with pytest.raises(ValueError, match="resolution must be an integer >= 2, got 0"):
+        pipe(1, resolution=0)
+    with pytest.raises(ValueError, match="mesh_resolution must be an integer >= 2, got '8'"):
+        pipe(1, mesh_resolution="8")
     with pytest.raises(ValueError, match="output_type must be one of"):
         pipe(1, output_type="svg")
     with pytest.raises(ValueError, match="output_type='mesh' is for 3-D fields"):
