@@ -54,7 +54,7 @@ def structure_study(
         interpolation_barrier,
         interpolation_weights,
     )
-    from ..training.schedule import mix_seed
+    from ..training.step_draws import mix_seed
 
     config = encode_config(budget, representation_name, field_dir, field_dir / "unused", seed)
     base, _ = load_base_field(config)

@@ -11,7 +11,7 @@ A trainer keeps what is its own, the step (what it draws, its loss) and the expo
         if loop.is_log_step(step):
             loop.log(step, reduced_losses)
 
-Every number of a step is a function of (seed, step) (`schedule`) and the learning rate is set from the step, so
+Every number of a step is a function of (seed, step) (`step_draws`) and the learning rate is set from the step, so
 the loop's only state is the model, optimiser, EMA and `TrainingProgress`: what a checkpoint restores.
 """
 

@@ -4,7 +4,7 @@ Read top to bottom: set up (weights, base field, model, noise schedule, optimise
 setup, optimiser step, loop and checkpoints are `hf_wlora.training.loop.TrainingLoop`'s, shared with stage 1.
 
 Per step: the step's instances, noise, timesteps and label dropout are drawn for the global batch from
-`hf_wlora.training.schedule` (pure functions of the seed and the step), and each process takes its share; the
+`hf_wlora.training.step_draws` (pure functions of the seed and the step), and each process takes its share; the
 transformer predicts the scheduler's target (noise, clean weights or velocity) from the noised normalised weights,
 and the mean squared error is minimised with AdamW; Accelerate averages the gradients. The EMA of the transformer is
 what samples and what is exported. Checkpoints restore model, optimiser, EMA and step, so a run resumed after a crash
@@ -31,7 +31,7 @@ from ...fields import NeuralFieldModel
 from ...models import WeightSpaceDiT
 from ...training.distributed import global_batch_size
 from ...training.loop import TrainingLoop, process_share
-from ...training.schedule import batch_instances, lr_factor, mix_seed, step_generator
+from ...training.step_draws import batch_instances, lr_factor, mix_seed, step_generator
 from ..card import SAMPLES_PICTURE
 from ..pictures import decoded_tiles, picture_scale, tile_grid
 from ..pipeline_weight_space import WeightSpacePipeline

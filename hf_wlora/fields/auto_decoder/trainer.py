@@ -3,7 +3,7 @@
 Read top to bottom: set up (data, model, optimiser, EMA, resume), loop over the progressive schedule, export. The
 setup, optimiser step, loop and checkpoints are `hf_wlora.training.loop.TrainingLoop`'s, shared with stage 3.
 
-Per step: the step's instances and random draws come from `hf_wlora.training.schedule` (pure functions of the seed
+Per step: the step's instances and random draws come from `hf_wlora.training.step_draws` (pure functions of the seed
 and the step); each process takes its share of the global batch, decodes z = mu + sigma * eps at the stage's
 coordinates, and minimises reconstruction + kl_weight * KL; Accelerate averages the gradients. After the optimiser
 step the EMA of the field moves. Checkpoints restore model, optimiser, EMA, step and (through the step) the schedule
@@ -24,15 +24,14 @@ import torch
 
 from ...training.distributed import global_batch_size
 from ...training.loop import TrainingLoop, process_share
-from ...training.schedule import batch_instances, lr_factor, step_generator
+from ...training.step_draws import batch_instances, lr_factor, step_generator
 from ..configuration_neural_field import NeuralFieldConfig
 from ..modeling_neural_field import NeuralFieldModel
 from .card import field_card_template, write_field_card
 from .codes import AutoDecoder, VariationalCodes
-from .config import FieldTrainingConfig
+from .config import FieldTrainingConfig, stage_at
 from .data import ImageTrainingData, ShapeTrainingData, build_training_data
 from .evaluate import image_psnr, shape_chamfer
-from .schedule import stage_at
 
 StepCallback = Callable[[int, dict[str, float]], None]
 
