@@ -52,8 +52,8 @@ _LAZY_ATTRIBUTES: dict[str, str] = {
     "WeightSpaceDiT": "hf_wlora.models",
     "WeightSpacePipeline": "hf_wlora.pipelines",
     "WeightSpacePipelineOutput": "hf_wlora.pipelines",
-    "GeneratorTrainingConfig": "hf_wlora.pipelines.training",
-    "train_generator": "hf_wlora.pipelines.training",
+    "GeneratorTrainingConfig": "hf_wlora.pipelines.generator_training",
+    "train_generator": "hf_wlora.pipelines.generator_training",
 }
 
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ if TYPE_CHECKING:
     )
     from .models import WeightSpaceDiT
     from .pipelines import WeightSpacePipeline, WeightSpacePipelineOutput
-    from .pipelines.training import GeneratorTrainingConfig, train_generator
+    from .pipelines.generator_training import GeneratorTrainingConfig, train_generator
     from .representations import (
         FitSettings,
         fit_instances,

@@ -12,8 +12,8 @@ Command = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argpar
 def _commands() -> dict[str, Command]:
     from .demo import add_demo_arguments, run_demo_command
     from .encoding.command import add_encode_arguments, run_encode_command
-    from .fields.training.command import add_train_field_arguments, run_train_field_command
-    from .pipelines.training.command import add_train_arguments, run_train_command
+    from .fields.auto_decoder.command import add_train_field_arguments, run_train_field_command
+    from .pipelines.generator_training.command import add_train_arguments, run_train_command
     from .reproduction.command import add_reproduce_arguments, run_reproduce_command
 
     return {

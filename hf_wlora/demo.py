@@ -229,9 +229,9 @@ def run_demo(output_dir: str | Path = "outputs/demo", modality: str = "2d", quic
     """Run stages 1, 2 and 3 on built-in data and write the pictures and summary; see the module docstring."""
     from .data import open_data_source
     from .encoding import EncodeConfig, encode, load_weight_dataset
-    from .fields.training import FieldTrainingConfig, train_field
+    from .fields.auto_decoder import FieldTrainingConfig, train_field
     from .pipelines import WeightSpacePipeline
-    from .pipelines.training import GeneratorTrainingConfig, train_generator
+    from .pipelines.generator_training import GeneratorTrainingConfig, train_generator
 
     settings = _settings(modality, quick)
     output_dir = Path(output_dir)

@@ -3,14 +3,14 @@
     accelerate launch recipes/train.py --config recipes/configs/glyphs.yaml [--weights DIR_OR_ID] [--output_dir DIR]
     python recipes/train.py --config recipes/configs/glyphs.yaml --resume
 
-Everything happens in `hf_wlora.pipelines.training.train_generator`; this script only parses the command line.
+Everything happens in `hf_wlora.pipelines.generator_training.train_generator`; this script only parses the command line.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from hf_wlora.pipelines.training.command import add_train_arguments, run_train_command
+from hf_wlora.pipelines.generator_training.command import add_train_arguments, run_train_command
 
 
 def main() -> int:

@@ -3,14 +3,14 @@
     accelerate launch recipes/train_field.py --config recipes/configs/glyphs.yaml [--output_dir DIR] [--max_steps N]
     python recipes/train_field.py --config recipes/configs/shapes.yaml --resume
 
-Everything happens in `hf_wlora.fields.training.train_field`; this script only parses the command line.
+Everything happens in `hf_wlora.fields.auto_decoder.train_field`; this script only parses the command line.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from hf_wlora.fields.training.command import add_train_field_arguments, run_train_field_command
+from hf_wlora.fields.auto_decoder.command import add_train_field_arguments, run_train_field_command
 
 
 def main() -> int:

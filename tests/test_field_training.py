@@ -1,4 +1,4 @@
-"""Stage-1 training (hf_wlora.fields.training): config validation, codes, schedule, a short run, exact resume.
+"""Stage-1 training (hf_wlora.fields.auto_decoder): config validation, codes, schedule, a short run, exact resume.
 
 Tiny fields on a couple of dozen built-in glyphs keep every run to a few seconds on 2 CPU cores.
 """
@@ -21,9 +21,9 @@ from safetensors.torch import load_file
 
 import hf_wlora.fields.registration  # noqa: F401  (registers model_type="neural_field" with the Auto classes)
 from hf_wlora.fields import NeuralFieldModel
-from hf_wlora.fields.training import FieldTrainingConfig, VariationalCodes, kl_divergence, train_field
-from hf_wlora.fields.training.schedule import stage_at
-from hf_wlora.training.schedule import batch_instances, lr_factor, step_generator
+from hf_wlora.fields.auto_decoder import FieldTrainingConfig, VariationalCodes, kl_divergence, train_field
+from hf_wlora.fields.auto_decoder.config import stage_at
+from hf_wlora.training.step_draws import batch_instances, lr_factor, step_generator
 
 ROOT = Path(__file__).parent.parent
 TINY_MODEL = {"hidden_size": 32, "num_layers": 2, "num_fourier_features": 16, "latent_dim": 8, "mapping_layers": 1}
@@ -246,7 +246,7 @@ def test_resume_guards(tmp_path: Path) -> None:
 TWO_PROCESSES = """
 import sys
 from accelerate import debug_launcher
-from hf_wlora.fields.training import FieldTrainingConfig, train_field
+from hf_wlora.fields.auto_decoder import FieldTrainingConfig, train_field
 config = FieldTrainingConfig.from_yaml(sys.argv[1])
 debug_launcher(lambda: train_field(config), num_processes=2)
 """

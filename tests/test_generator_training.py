@@ -1,4 +1,5 @@
-"""Stage-3 training (hf_wlora.pipelines.training): config, a short run, exact resume, two processes, bad input.
+"""Stage-3 training (hf_wlora.pipelines.generator_training): config, a short run, exact resume, two processes,
+bad input.
 
 A weight data set of 24 two-cluster instances on a 16-wide field and a 32-wide transformer keep every run to a few
 seconds on 2 CPU cores.
@@ -20,7 +21,7 @@ from safetensors.torch import load_file
 from stage3_helpers import make_field, write_weight_dataset
 
 from hf_wlora.pipelines import WeightSpacePipeline
-from hf_wlora.pipelines.training import GeneratorTrainingConfig, denoising_loss, train_generator
+from hf_wlora.pipelines.generator_training import GeneratorTrainingConfig, denoising_loss, train_generator
 from hf_wlora.training.distributed import global_batch_size
 
 ROOT = Path(__file__).parent.parent
@@ -186,7 +187,7 @@ def test_resume_guards(weights_dir: Path, tmp_path: Path) -> None:
 TWO_PROCESSES = """
 import json, sys
 from accelerate import PartialState, debug_launcher
-from hf_wlora.pipelines.training import GeneratorTrainingConfig, train_generator
+from hf_wlora.pipelines.generator_training import GeneratorTrainingConfig, train_generator
 
 def run():
     losses = []

@@ -147,6 +147,15 @@ class EncodeResult:
     figures: dict[str, float]
 
 
+def _field_commit(config: EncodeConfig) -> str | None:
+    """The commit of the base field's Hub repo that the encoding reads (None for a local folder), for the record."""
+    if Path(config.field).exists():
+        return None
+    from huggingface_hub import HfApi
+
+    return HfApi().model_info(config.field, revision=config.field_revision).sha
+
+
 def _process_grid() -> Any:
     """Accelerate's view of the processes of this run (one, or those of `accelerate launch`), checked."""
     from accelerate import PartialState
@@ -168,7 +177,8 @@ def encode(config: EncodeConfig, progress: bool = True) -> EncodeResult:
 
     state = _process_grid()
     process_index, num_processes = state.process_index, state.num_processes
-    base_field, revision = load_base_field(config.field, config.field_subfolder, config.field_revision)
+    base_field = load_base_field(config.field, config.field_subfolder, config.field_revision)
+    revision = _field_commit(config)
     source = open_data_source(config.data, config.data_options)
     representation = config.build_representation(base_field, source)
     modality = representation.modality

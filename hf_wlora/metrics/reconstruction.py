@@ -22,8 +22,10 @@ def psnr(prediction: torch.Tensor, target: torch.Tensor, data_range: float = 1.0
 
 
 def psnr_from_mse(mse: torch.Tensor | float, data_range: float = 1.0) -> torch.Tensor:
-    """PSNR in dB of a mean squared error (a tensor of them, or one float): 10 log10(data_range^2 / mse); +inf at 0."""
-    return 10.0 * torch.log10(data_range**2 / torch.as_tensor(mse))
+    """PSNR in dB of a mean squared error (a tensor of them, or one float, computed in float64): 10 log10(data_range^2
+    / mse); +inf at 0."""
+    mse = mse if isinstance(mse, torch.Tensor) else torch.tensor(mse, dtype=torch.float64)
+    return 10.0 * torch.log10(data_range**2 / mse)
 
 
 def chamfer_distance(points_a: np.ndarray | torch.Tensor, points_b: np.ndarray | torch.Tensor) -> float:

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from ..fields import NeuralFieldModel
 
 logger = logging.getLogger(__name__)
 
 
-def load_base_field(
-    location: str, subfolder: str | None = None, revision: str | None = None
-) -> tuple[NeuralFieldModel, str | None]:
-    """The baked, frozen base field at a local folder or Hub id, and the commit it was read at (None for a folder).
+def load_base_field(location: str, subfolder: str | None = None, revision: str | None = None) -> NeuralFieldModel:
+    """The baked, frozen base field at a local folder or Hub id (in `subfolder`, at `revision`).
 
     A modulated field (stage 1's `modulated_field/`) is baked here, its mean latent folded into plain layers, with a
     warning: adapters and decoders always run on the baked field.
@@ -22,12 +19,7 @@ def load_base_field(
     if not field.config.baked:
         logger.warning("The field %s is modulated; baking its mean latent into plain layers.", location)
         field = field.bake()
-    commit = None
-    if not Path(location).exists():
-        from huggingface_hub import HfApi
-
-        commit = HfApi().model_info(location, revision=revision).sha
-    return field.requires_grad_(False).eval(), commit
+    return field.requires_grad_(False).eval()
 
 
 __all__ = ["load_base_field"]

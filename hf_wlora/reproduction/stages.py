@@ -15,7 +15,7 @@ from .config import StudyBudget
 
 def base_field(budget: StudyBudget, folder: Path, seed: int) -> Path:
     """Train (or reuse) the modality's base field; returns the baked field's folder."""
-    from ..fields.training import FieldTrainingConfig, train_field
+    from ..fields.auto_decoder import FieldTrainingConfig, train_field
 
     output_dir = folder / "field_training"
     if (output_dir / "metrics.json").is_file():
@@ -60,7 +60,7 @@ def weight_dataset(budget: StudyBudget, representation: str, field_dir: Path, fo
 
 def generator(budget: StudyBudget, weights_dir: Path, folder: Path, seed: int) -> Path:
     """Train (or reuse, or resume training) a diffusion transformer on a weight data set; returns the pipeline."""
-    from ..pipelines.training import GeneratorTrainingConfig, train_generator
+    from ..pipelines.generator_training import GeneratorTrainingConfig, train_generator
 
     output_dir = folder / "generators" / weights_dir.name
     if not (output_dir / "metrics.json").is_file():

@@ -48,10 +48,10 @@ def structure_study(
     from ..data import open_data_source
     from ..metrics import correlated_initialization, cosine_similarity, interpolation_barrier, interpolation_weights
     from ..representations import fit_instances, instance_targets, load_base_field, reconstruction_scores
-    from ..training.schedule import mix_seed
+    from ..training.step_draws import mix_seed
 
     config = encode_config(budget, representation_name, field_dir, field_dir / "unused", seed)
-    base, _ = load_base_field(config.field, config.field_subfolder, config.field_revision)
+    base = load_base_field(config.field, config.field_subfolder, config.field_revision)
     source = open_data_source(budget.data, budget.data_options)
     representation = config.build_representation(base, source)
     spec, modality = representation.spec, representation.modality

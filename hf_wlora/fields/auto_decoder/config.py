@@ -7,6 +7,7 @@ trained, so a typo never silently falls back to a default.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
@@ -59,6 +60,20 @@ class StageConfig:
             if (value is not None or name in ("steps", "batch_size")) and (not is_int(value) or value <= 0):
                 raise ValueError(f"{where}: {name} must be a positive integer, got {value!r}.")
         return stage
+
+
+def stage_at(stages: Sequence[StageConfig], step: int) -> tuple[int, int]:
+    """(stage index, step within that stage) of global step `step` (0-based).
+
+    Like every draw of a step (`hf_wlora.training.step_draws`), it is recomputed from the global step, so a resumed
+    run needs no schedule state.
+    """
+    start = 0
+    for index, stage in enumerate(stages):
+        if step < start + stage.steps:
+            return index, step - start
+        start += stage.steps
+    raise ValueError(f"step {step} is past the end of the schedule ({start} steps)")
 
 
 @dataclass
@@ -227,4 +242,4 @@ class FieldTrainingConfig(RecipeSection):
                 )
 
 
-__all__ = ["FieldTrainingConfig", "StageConfig"]
+__all__ = ["FieldTrainingConfig", "StageConfig", "stage_at"]

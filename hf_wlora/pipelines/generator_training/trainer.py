@@ -1,9 +1,10 @@
 """`train_generator`: stage 3, a `WeightSpaceDiT` trained on a weight data set with Accelerate, ending in a pipeline.
 
-Read top to bottom: set up (weights, base field, model, noise schedule, optimiser, EMA, resume), loop, export.
+Read top to bottom: set up (weights, base field, model, noise schedule, optimiser, EMA, resume), loop, export. The
+setup, optimiser step, loop and checkpoints are `hf_wlora.training.loop.TrainingLoop`'s, shared with stage 1.
 
 Per step: the step's instances, noise, timesteps and label dropout are drawn for the global batch from
-`hf_wlora.training.schedule` (pure functions of the seed and the step), and each process takes its share; the
+`hf_wlora.training.step_draws` (pure functions of the seed and the step), and each process takes its share; the
 transformer predicts the scheduler's target (noise, clean weights or velocity) from the noised normalised weights,
 and the mean squared error is minimised with AdamW; Accelerate averages the gradients. The EMA of the transformer is
 what samples and what is exported. Checkpoints restore model, optimiser, EMA and step, so a run resumed after a crash
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import json
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,24 +23,19 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from accelerate import Accelerator
 from diffusers import DDPMScheduler
-from tqdm.auto import tqdm
 
 from ...encoding.weight_dataset import WeightDataset, load_weight_dataset
 from ...fields import NeuralFieldModel
 from ...models import WeightSpaceDiT
-from ...representations import representation_from_spec
-from ...training.checkpoints import TrainingProgress, checkpoint_to_resume, save_checkpoint
-from ...training.distributed import check_world_size, global_batch_size
-from ...training.ema import ModelEMA
-from ...training.schedule import batch_instances, lr_factor, mix_seed, step_generator
+from ...representations import load_base_field, representation_from_spec
+from ...training.distributed import global_batch_size
+from ...training.loop import TrainingLoop, process_share
+from ...training.step_draws import batch_instances, lr_factor, mix_seed, step_generator
 from ..card import SAMPLES_PICTURE
 from ..pictures import decoded_tiles, picture_scale, tile_grid
 from ..pipeline_weight_space import WeightSpacePipeline
 from .config import GeneratorTrainingConfig
-
-logger = logging.getLogger(__name__)
 
 DEFAULT_RESOLUTION = 64
 EVAL_BATCH = 256  # instances per forward pass of the final evaluation
@@ -83,10 +78,9 @@ def load_generator_field(config: GeneratorTrainingConfig, weights: WeightDataset
     own = config.field is not None
     subfolder = config.field_subfolder if own else info.base_field_subfolder
     revision = config.field_revision if own else info.base_field_revision
-    field = NeuralFieldModel.from_pretrained(location, subfolder=subfolder or "", revision=revision)
-    field = field if field.config.baked else field.bake()
+    field = load_base_field(location, subfolder, revision)
     representation_from_spec(weights.spec, field)  # a field of other shapes fails here, with the differences
-    return field.requires_grad_(False).eval()
+    return field
 
 
 def denoising_loss(
@@ -135,16 +129,10 @@ class GeneratorTrainer:
     """One stage-3 run. `train_generator(config)` is the usual entry point; this class keeps the pieces together."""
 
     def __init__(self, config: GeneratorTrainingConfig, on_step: StepCallback | None = None) -> None:
-        self.started = time.perf_counter()
         self.config = config
         self.on_step = on_step
-        self.output_dir = Path(config.output_dir)
-        self.checkpoint_root = self.output_dir / "checkpoints"
-        self.accelerator = Accelerator(
-            mixed_precision=config.mixed_precision, log_with=config.log_with or None, project_dir=str(self.output_dir)
-        )
-        check_world_size(self.accelerator)
-        latest = checkpoint_to_resume(self.output_dir, self.checkpoint_root, config.resume)
+        self.loop = TrainingLoop(config, config.steps, tracker="hf_wlora-generator")
+        self.accelerator = self.loop.accelerator
 
         with self.accelerator.main_process_first():  # the main process downloads first when these are Hub ids
             self.weights = load_training_weights(config)
@@ -184,54 +172,32 @@ class GeneratorTrainer:
         optimizer = torch.optim.AdamW(
             model.parameters(), lr=config.learning_rate, betas=config.adam_betas, weight_decay=config.weight_decay
         )
-        self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
-        self.ema = ModelEMA(self._unwrapped, config.ema_decay)
-        self.progress = TrainingProgress(config.fingerprint())
-        self.accelerator.register_for_checkpointing(self.ema, self.progress)  # restored in this order
-        if latest is not None:
-            self.accelerator.load_state(str(latest))
-            logger.info("resumed from %s at step %d", latest, self.progress.step)
+        self.model = self.loop.prepare(model, optimizer)
 
     @property
     def _unwrapped(self) -> WeightSpaceDiT:
         return self.accelerator.unwrap_model(self.model)
 
     def train(self) -> GeneratorTrainingResult:
-        config, accelerator = self.config, self.accelerator
-        stop = min(config.steps, config.max_steps or config.steps)
-        if accelerator.is_main_process:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            config.to_yaml(self.output_dir / "training_config.yaml")
-        if config.log_with:
-            accelerator.init_trackers("hf_wlora-generator", config={k: str(v) for k, v in config.to_dict().items()})
-        bar = tqdm(total=stop, initial=self.progress.step, disable=not accelerator.is_local_main_process)
-        first_step, segment_start, loop_start = self.progress.step, time.perf_counter(), time.perf_counter()
+        config, loop = self.config, self.loop
+        first_step, loop_start = loop.progress.step, time.perf_counter()
         recent: list[torch.Tensor] = []
-        while self.progress.step < stop:
-            loss = self._train_step(self.progress.step)
-            self.progress.step += 1
-            step = self.progress.step
-            bar.update(1)
+        for step in loop.steps():
+            loss = self._train_step(step)
             recent = [*recent[-(config.log_every - 1) :], loss] if config.log_every > 1 else [loss]
-            if step % config.log_every == 0 or step == stop:  # reading the loss waits for the device: only here
-                reduced = float(accelerator.reduce(torch.stack(recent).mean(), reduction="mean"))
-                bar.set_postfix({"loss": f"{reduced:.4g}", "lr": f"{self._learning_rate(step - 1):.3g}"})
-                accelerator.log({"loss": reduced, "lr": self._learning_rate(step - 1)}, step=step)
+            if loop.is_log_step(step):  # reading the loss waits for the device: only here
+                reduced = float(self.accelerator.reduce(torch.stack(recent).mean(), reduction="mean"))
+                loop.log(step, {"loss": reduced, "lr": self._learning_rate(step)})
+            done = step + 1  # the global step the callback and the sample grids are numbered by
             if self.on_step is not None:
-                self.on_step(step, {"loss": float(loss)})
-            if config.sample_every and step % config.sample_every == 0 and step != stop:
-                self._write_samples(self.output_dir / "samples" / f"step-{step:06d}.png")
-            if step % config.checkpoint_every == 0 or step == stop:
-                self.progress.train_time_s += time.perf_counter() - segment_start
-                save_checkpoint(accelerator, self.checkpoint_root, step, config.keep_checkpoints)
-                segment_start = time.perf_counter()
-        bar.close()
-        self.progress.train_time_s += time.perf_counter() - segment_start
+                self.on_step(done, {"loss": float(loss)})
+            if config.sample_every and done % config.sample_every == 0 and done != loop.stop:
+                self._write_samples(loop.output_dir / "samples" / f"step-{done:06d}.png")
         loop_time = time.perf_counter() - loop_start
-        throughput = (self.progress.step - first_step) * self.batch_size / loop_time if loop_time > 0 else 0.0
+        throughput = (loop.progress.step - first_step) * self.batch_size / loop_time if loop_time > 0 else 0.0
         train_loss = float(torch.stack(recent).mean()) if recent else float("nan")
         result = self._export(train_loss, throughput)
-        accelerator.end_training()
+        self.accelerator.end_training()
         return result
 
     def _learning_rate(self, step: int) -> float:
@@ -250,8 +216,7 @@ class GeneratorTrainer:
         noise = torch.randn(batch, self.samples.shape[1], generator=generator)
         timesteps = torch.randint(0, config.num_train_timesteps, (batch,), generator=generator)
         dropped = torch.rand(batch, generator=generator) < config.class_dropout_prob
-        share = batch // accelerator.num_processes
-        local = slice(accelerator.process_index * share, (accelerator.process_index + 1) * share)
+        local = process_share(accelerator, batch)
         device = accelerator.device
         indices, noise, timesteps, dropped = (x[local].to(device) for x in (indices, noise, timesteps, dropped))
 
@@ -263,14 +228,7 @@ class GeneratorTrainer:
         with accelerator.autocast():
             prediction = self.model(noisy, timesteps, labels).sample
         loss = F.mse_loss(prediction.float(), _target(self.noise_scheduler, clean, noise, timesteps))
-        for group in self.optimizer.param_groups:  # a function of the step: resuming needs no scheduler state
-            group["lr"] = self._learning_rate(step)
-        self.optimizer.zero_grad(set_to_none=True)
-        accelerator.backward(loss)
-        if config.max_grad_norm is not None:
-            accelerator.clip_grad_norm_(self.model.parameters(), config.max_grad_norm)
-        self.optimizer.step()
-        self.ema.update(self._unwrapped)
+        self.loop.optimizer_step(loss, [self._learning_rate(step)])
         return loss.detach()
 
     # -- sampling and export ----------------------------------------------------------------------------------------
@@ -287,9 +245,9 @@ class GeneratorTrainer:
         """A grid of samples of the EMA transformer (main process; the others wait)."""
         if self.accelerator.is_main_process:
             path.parent.mkdir(parents=True, exist_ok=True)
-            pipeline = self._pipeline(self.ema.module)
+            pipeline = self._pipeline(self.loop.ema.module)
             config = self.config
-            num_classes = self.ema.module.config.num_classes
+            num_classes = self.loop.ema.module.config.num_classes
             labels = [index % num_classes for index in range(config.num_grid_samples)] if num_classes else None
             weights = pipeline(
                 config.num_grid_samples,
@@ -305,17 +263,18 @@ class GeneratorTrainer:
 
     def _export(self, train_loss: float, throughput: float) -> GeneratorTrainingResult:
         """Evaluate the EMA transformer and write pipeline/ (with card and samples.png) and metrics.json."""
-        accelerator, config = self.accelerator, self.config
+        accelerator, config, progress = self.accelerator, self.config, self.loop.progress
+        out = self.loop.output_dir
         result = GeneratorTrainingResult(
-            output_dir=self.output_dir,
-            pipeline_dir=self.output_dir / "pipeline",
-            metrics_path=self.output_dir / "metrics.json",
+            output_dir=out,
+            pipeline_dir=out / "pipeline",
+            metrics_path=out / "metrics.json",
             metrics={},
-            step=self.progress.step,
+            step=progress.step,
         )
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
-            transformer = copy.deepcopy(self.ema.module).float().eval()
+            transformer = copy.deepcopy(self.loop.ema.module).float().eval()
             eval_loss = denoising_loss(
                 transformer, self.noise_scheduler, self.samples, self.labels, config.eval_noise_draws, config.seed
             )
@@ -325,11 +284,11 @@ class GeneratorTrainer:
                 "prediction_type": config.prediction_type,
                 "num_instances": len(self.weights),
                 "num_parameters": sum(p.numel() for p in transformer.parameters()),
-                "steps": self.progress.step,
+                "steps": progress.step,
                 "batch_size": self.batch_size,
                 "samples_per_s": round(throughput, 2),
-                "train_time_s": round(self.progress.train_time_s, 2),
-                "wall_time_s": round(time.perf_counter() - self.started, 2),
+                "train_time_s": round(progress.train_time_s, 2),
+                "wall_time_s": round(time.perf_counter() - self.loop.started, 2),
                 "num_processes": accelerator.num_processes,
                 "device": str(accelerator.device),
             }
@@ -339,7 +298,7 @@ class GeneratorTrainer:
                     "weights_revision": config.weights_revision,
                     "split": config.split,
                     "num_instances": len(self.weights),
-                    "steps": self.progress.step,
+                    "steps": progress.step,
                     "batch_size": self.batch_size,
                     "learning_rate": config.learning_rate,
                     "ema_decay": config.ema_decay,

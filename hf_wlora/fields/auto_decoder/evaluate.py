@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ...data import mesh_surface_points, sample_surface
-from ...metrics import chamfer_distance, psnr
+from ...data import sample_surface
+from ...metrics import psnr, surface_chamfer
 from ..meshing import extract_meshes, sdf_grid
 from ..rendering import render_images
 from .data import ImageTrainingData, ShapeTrainingData
@@ -44,16 +44,12 @@ def shape_chamfer(
     count = min(num_instances, len(data))
     grids = sdf_grid(field, resolution, latents=mu[:count], batch_size=1)
     meshes = extract_meshes(grids, allow_failures=True)
-    distances = []
-    for index, mesh in enumerate(meshes):
-        if mesh is None:
-            continue
-        predicted = mesh_surface_points(mesh.vertices, mesh.faces, num_points, seed=[seed, index])
-        reference = sample_surface(data.shapes[index], num_points, seed=[seed, index])
-        distances.append(chamfer_distance(predicted, reference))
+    references = [sample_surface(data.shapes[index], num_points, seed=[seed, index]) for index in range(count)]
+    distances = surface_chamfer(meshes, references, seed=seed)
+    found = distances[np.isfinite(distances)]
     return {
-        "chamfer": float(np.mean(distances)) if distances else math.nan,
-        "chamfer_instances": len(distances),
+        "chamfer": float(found.mean()) if found.size else math.nan,
+        "chamfer_instances": int(found.size),
         "mesh_failures": {data.ids[index]: reason for index, reason in meshes.failures.items()},
     }
 

@@ -1,20 +1,18 @@
 """`train_field`: stage 1, the variational auto-decoder, with Accelerate (CPU, one GPU, or `accelerate launch`).
 
-Read top to bottom: set up (data, model, optimiser, EMA, resume), loop over the progressive schedule, export.
+Read top to bottom: set up (data, model, optimiser, EMA, resume), loop over the progressive schedule, export. The
+setup, optimiser step, loop and checkpoints are `hf_wlora.training.loop.TrainingLoop`'s, shared with stage 3.
 
-Per step: the step's instances and random draws come from `hf_wlora.training.schedule` (pure functions of the seed
-and the step);
-each process takes its share of the global batch, decodes z = mu + sigma * eps at the stage's coordinates, and
-minimises reconstruction + kl_weight * KL; Accelerate averages the gradients. After the optimiser step the EMA of
-the field moves. Checkpoints restore model, optimiser, EMA, step and (through the step) the schedule position and
-data order, so a run resumed after a crash ends with the same weights as one that never stopped.
+Per step: the step's instances and random draws come from `hf_wlora.training.step_draws` (pure functions of the seed
+and the step); each process takes its share of the global batch, decodes z = mu + sigma * eps at the stage's
+coordinates, and minimises reconstruction + kl_weight * KL; Accelerate averages the gradients. After the optimiser
+step the EMA of the field moves. Checkpoints restore model, optimiser, EMA, step and (through the step) the schedule
+position and data order, so a run resumed after a crash ends with the same weights as one that never stopped.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,24 +20,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate import Accelerator
-from tqdm.auto import tqdm
 
-from ...training.checkpoints import TrainingProgress, checkpoint_to_resume, save_checkpoint
-from ...training.distributed import check_world_size, global_batch_size
-from ...training.ema import ModelEMA
-from ...training.schedule import batch_instances, lr_factor, step_generator
+from ...metrics import psnr_from_mse
+from ...training.distributed import global_batch_size
+from ...training.loop import TrainingLoop, process_share
+from ...training.step_draws import batch_instances, lr_factor, step_generator
 from ..configuration_neural_field import NeuralFieldConfig
 from ..modeling_neural_field import NeuralFieldModel
 from .card import field_card_template, write_field_card
 from .codes import AutoDecoder, VariationalCodes
-from .config import FieldTrainingConfig
+from .config import FieldTrainingConfig, stage_at
 from .data import ImageTrainingData, ShapeTrainingData, build_training_data
 from .evaluate import image_psnr, shape_chamfer
-from .schedule import stage_at
-
-logger = logging.getLogger(__name__)
-
 
 StepCallback = Callable[[int, dict[str, float]], None]
 
@@ -70,11 +62,6 @@ class FieldTrainingResult:
     step: int
 
 
-def psnr_from_mse(mse: float) -> float:
-    """PSNR in dB of [0, 1] images with mean squared error `mse`, for the progress bar and logs."""
-    return math.inf if mse <= 0 else -10.0 * math.log10(mse)
-
-
 def _build_model(config: FieldTrainingConfig, num_instances: int) -> AutoDecoder:
     options = dict(config.model)
     options.pop("modality", None)  # checked against the data by the config
@@ -102,19 +89,11 @@ class FieldTrainer:
     """One stage-1 run. `train_field(config)` is the usual entry point; this class keeps the pieces together."""
 
     def __init__(self, config: FieldTrainingConfig, on_step: StepCallback | None = None) -> None:
-        self.started = time.perf_counter()
         self.config = config
         self.on_step = on_step
-        self.output_dir = Path(config.output_dir)
-        self.checkpoint_root = self.output_dir / "checkpoints"
         field_card_template()  # fail now rather than after training
-        self.accelerator = Accelerator(
-            mixed_precision=config.mixed_precision,
-            log_with=config.log_with or None,
-            project_dir=str(self.output_dir),
-        )
-        check_world_size(self.accelerator)
-        self.latest_checkpoint = checkpoint_to_resume(self.output_dir, self.checkpoint_root, config.resume)
+        self.loop = TrainingLoop(config, config.total_steps, tracker="hf_wlora-field")
+        self.accelerator = self.loop.accelerator
 
         with self.accelerator.main_process_first():  # the main process draws and caches SDF samples first
             self.data: ImageTrainingData | ShapeTrainingData = build_training_data(
@@ -130,51 +109,25 @@ class FieldTrainer:
             ],
             betas=config.adam_betas,
         )
-        self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
-        self.ema = ModelEMA(self._unwrapped.field, config.ema_decay)
-        self.progress = TrainingProgress(config.fingerprint())
-        # Order matters: load_state restores custom objects by registration index.
-        self.accelerator.register_for_checkpointing(self.ema, self.progress)
-        if self.latest_checkpoint is not None:
-            self.accelerator.load_state(str(self.latest_checkpoint))
-            logger.info("resumed from %s at step %d", self.latest_checkpoint, self.progress.step)
+        self.model = self.loop.prepare(model, optimizer, averaged=model.field)  # the EMA field is exported
 
     @property
     def _unwrapped(self) -> AutoDecoder:
         return self.accelerator.unwrap_model(self.model)
 
     def train(self) -> FieldTrainingResult:
-        config, accelerator = self.config, self.accelerator
-        stop = min(config.total_steps, config.max_steps or config.total_steps)
-        if accelerator.is_main_process:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            config.to_yaml(self.output_dir / "training_config.yaml")
-        if config.log_with:
-            accelerator.init_trackers("hf_wlora-field", config={k: str(v) for k, v in config.to_dict().items()})
-        bar = tqdm(total=stop, initial=self.progress.step, disable=not accelerator.is_local_main_process)
-        segment_start = time.perf_counter()
-        while self.progress.step < stop:
-            losses = self._train_step(self.progress.step)
-            self.progress.step += 1
-            step = self.progress.step
-            bar.update(1)
-            is_log_step = step % config.log_every == 0 or step == stop
+        loop = self.loop
+        for step in loop.steps():
+            losses = self._train_step(step)
+            is_log_step = loop.is_log_step(step)
             if is_log_step or self.on_step is not None:  # reading the losses waits for the device: only when needed
-                logs = self._logs(losses)
+                logs = self._logs(step, losses)
             if is_log_step:
-                reduced = self._reduce(logs)
-                bar.set_postfix({key: f"{value:.4g}" for key, value in reduced.items()})
-                accelerator.log(reduced, step=step)
+                loop.log(step, self._reduce(logs))
             if self.on_step is not None:
-                self.on_step(step, logs)
-            if step % config.checkpoint_every == 0 or step == stop:
-                self.progress.train_time_s += time.perf_counter() - segment_start
-                segment_start = time.perf_counter()
-                save_checkpoint(accelerator, self.checkpoint_root, step, config.keep_checkpoints)
-        bar.close()
-        self.progress.train_time_s += time.perf_counter() - segment_start
-        result = self._export(wall_time_s=time.perf_counter() - self.started)
-        accelerator.end_training()
+                self.on_step(step + 1, logs)
+        result = self._export(wall_time_s=time.perf_counter() - loop.started)
+        self.accelerator.end_training()
         return result
 
     def _train_step(self, step: int) -> dict[str, torch.Tensor]:
@@ -187,8 +140,7 @@ class FieldTrainer:
         indices = batch_instances(len(self.data), batch_size, config.seed, stage_index, step_in_stage)
         eps = torch.randn(batch_size, self._unwrapped.codes.latent_dim, generator=generator)
         selection = self.data.point_selection(stage, batch_size, generator)
-        share = batch_size // accelerator.num_processes
-        local = slice(accelerator.process_index * share, (accelerator.process_index + 1) * share)
+        local = process_share(accelerator, batch_size)
         device = accelerator.device
         indices, eps = indices[local].to(device), eps[local].to(device)
         batch = self.data.batch(stage, indices, None if selection is None else selection[local].to(device))
@@ -198,25 +150,16 @@ class FieldTrainer:
         reconstruction = self.data.loss(predictions, batch.targets)
         kl = kl.float().mean()
         loss = reconstruction + config.kl_weight * kl
-        # the learning rate is a function of the step, like everything else, so resuming needs no scheduler state
         factor = lr_factor(step, config.total_steps, config.lr_schedule, config.min_lr_ratio)
-        for group, base in zip(self.optimizer.param_groups, (config.lr_field, config.lr_codes), strict=True):
-            group["lr"] = base * factor
-        self.optimizer.zero_grad(set_to_none=True)
-        accelerator.backward(loss)
-        if config.max_grad_norm is not None:
-            accelerator.clip_grad_norm_(self.model.parameters(), config.max_grad_norm)
-        self.optimizer.step()
-        self.ema.update(self._unwrapped.field)
-
+        self.loop.optimizer_step(loss, [config.lr_field * factor, config.lr_codes * factor])
         return {"loss": loss.detach(), "reconstruction": reconstruction.detach(), "kl": kl.detach()}
 
-    def _logs(self, losses: dict[str, torch.Tensor]) -> dict[str, float]:
-        """This process's losses as floats, with the stage and (images) the batch PSNR."""
+    def _logs(self, step: int, losses: dict[str, torch.Tensor]) -> dict[str, float]:
+        """This process's losses of `step` as floats, with the stage and (images) the batch PSNR."""
         logs = {key: float(value) for key, value in losses.items()}
-        logs["stage"] = float(stage_at(self.config.stages, self.progress.step - 1)[0])
+        logs["stage"] = float(stage_at(self.config.stages, step)[0])
         if self.data.modality == "image":
-            logs["psnr"] = psnr_from_mse(logs["reconstruction"])
+            logs["psnr"] = float(psnr_from_mse(logs["reconstruction"]))
         return logs
 
     def _reduce(self, logs: dict[str, float]) -> dict[str, float]:
@@ -227,7 +170,7 @@ class FieldTrainer:
         reduced = dict(zip(keys, values, strict=True))
         reduced["stage"] = logs["stage"]
         if self.data.modality == "image":
-            reduced["psnr"] = psnr_from_mse(reduced["reconstruction"])
+            reduced["psnr"] = float(psnr_from_mse(reduced["reconstruction"]))
         return reduced
 
     def _evaluate(self, field: NeuralFieldModel, mu: torch.Tensor) -> dict[str, Any]:
@@ -243,8 +186,8 @@ class FieldTrainer:
         """Evaluate the EMA field and write field/, modulated_field/, codes.safetensors and metrics.json."""
         from safetensors.torch import save_file
 
-        accelerator, config = self.accelerator, self.config
-        out = self.output_dir
+        accelerator, config, progress = self.accelerator, self.config, self.loop.progress
+        out = self.loop.output_dir
         result = FieldTrainingResult(
             output_dir=out,
             field_dir=out / "field",
@@ -252,19 +195,19 @@ class FieldTrainer:
             codes_path=out / "codes.safetensors",
             metrics_path=out / "metrics.json",
             metrics={},
-            step=self.progress.step,
+            step=progress.step,
         )
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
-            field = self.ema.module
+            field = self.loop.ema.module
             codes = self._unwrapped.codes
             mu = codes.mu.weight.detach()
             result.metrics = {
                 "modality": self.data.modality,
                 **self._evaluate(field, mu),
                 "num_instances": len(self.data),
-                "steps": self.progress.step,
-                "train_time_s": round(self.progress.train_time_s, 2),
+                "steps": progress.step,
+                "train_time_s": round(progress.train_time_s, 2),
                 "wall_time_s": round(wall_time_s, 2),
                 "num_processes": accelerator.num_processes,
                 "device": str(accelerator.device),
