@@ -76,7 +76,7 @@ def test_config_rejects_bad_values_with_the_fix(change: dict[str, Any], message:
     assert message in str(error.value)
 
 
-def test_config_yaml_round_trip_and_recipes(tmp_path: Path) -> None:
+def test_config_yaml_round_trip(tmp_path: Path) -> None:
     config = tiny_config(tmp_path / "w", tmp_path / "run")
     path = tmp_path / "recipe.yaml"
     config.to_yaml(path)
@@ -85,9 +85,6 @@ def test_config_yaml_round_trip_and_recipes(tmp_path: Path) -> None:
     assert loaded.to_dict() == {**config.to_dict(), "max_steps": 5}
     with pytest.raises(ValueError, match="missing 'weights'"):
         GeneratorTrainingConfig.from_dict({})
-    for name in ("glyphs", "shapes", "ffhq", "shapenet"):
-        recipe = GeneratorTrainingConfig.from_yaml(ROOT / "recipes" / "configs" / f"{name}.yaml")
-        assert recipe.output_dir.startswith("outputs/") and recipe.steps > recipe.warmup_steps
 
 
 # --- a short run ---------------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ...checks import is_int
 from ...data.sources import parse_data_source
@@ -20,6 +20,9 @@ from ...training.config_checks import (
     is_number,
     reject_unknown,
 )
+
+if TYPE_CHECKING:
+    from ..configuration_neural_field import NeuralFieldConfig
 
 IMAGE_SOURCES = ("builtin-glyphs", "image-folder", "hf-images")
 MODEL_PRESETS = ("paper",)
@@ -177,6 +180,16 @@ class FieldTrainingConfig(RecipeSection):
     def modality(self) -> str:
         """The field's modality, "image" or "shape", from the data source."""
         return "image" if parse_data_source(self.data)[0] in IMAGE_SOURCES else "shape"
+
+    def field_config(self) -> NeuralFieldConfig:
+        """The `NeuralFieldConfig` of the field this run trains (`model_preset`, then `model`'s overrides)."""
+        from ..configuration_neural_field import NeuralFieldConfig
+
+        options = dict(self.model)
+        options.pop("modality", None)  # checked against the data by `check`
+        if self.model_preset == "paper":
+            return NeuralFieldConfig.paper_preset(self.modality, **options)
+        return NeuralFieldConfig(modality=self.modality, **options)
 
     @property
     def total_steps(self) -> int:

@@ -25,7 +25,6 @@ from ...metrics import psnr_from_mse
 from ...training.distributed import global_batch_size
 from ...training.loop import TrainingLoop, process_share
 from ...training.step_draws import batch_instances, lr_factor, step_generator
-from ..configuration_neural_field import NeuralFieldConfig
 from ..modeling_neural_field import NeuralFieldModel
 from .card import field_card_template, write_field_card
 from .codes import AutoDecoder, VariationalCodes
@@ -63,12 +62,7 @@ class FieldTrainingResult:
 
 
 def _build_model(config: FieldTrainingConfig, num_instances: int) -> AutoDecoder:
-    options = dict(config.model)
-    options.pop("modality", None)  # checked against the data by the config
-    if config.model_preset == "paper":
-        field_config = NeuralFieldConfig.paper_preset(config.modality, **options)
-    else:
-        field_config = NeuralFieldConfig(modality=config.modality, **options)
+    field_config = config.field_config()
     # Fork the global RNG so the run's init depends on config.seed only and the caller's RNG is left as it was.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
