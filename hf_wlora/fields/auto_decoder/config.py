@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ...checks import is_int
-from ...data.sources import parse_data_source
+from ...data import parse_data_source
 from ...training.config_checks import (
     RecipeSection,
     check_positive_int,

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler
 
-from ...encoding.weight_dataset import WeightDataset, load_weight_dataset
+from ...encoding import WeightDataset, load_weight_dataset
 from ...fields import NeuralFieldModel
 from ...models import WeightSpaceDiT
 from ...representations import load_base_field, representation_from_spec

@@ -12,7 +12,7 @@ from peft.tuners.tuners_utils import BaseTuner
 from peft.utils.other import get_pattern_key
 from torch import nn
 
-from ...fields.modeling_neural_field import ADAPTER_TARGET_REGEX
+from ...fields import ADAPTER_TARGET_REGEX
 from ...spec import LayerSpec, RepresentationSpec
 from .config import MLoraConfig
 from .layer import BASE_ADAPTER_NAME, MLoraLayer, create_mlora_module
