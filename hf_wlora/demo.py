@@ -47,8 +47,8 @@ DEMO_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
             "ema_decay": 0.999,
             "checkpoint_every": 300,
         },
-        # 1e-2, not mLoRA's default 1e-1: the glyphs then fit worse (25.0 against 37.1 dB) but the transformer's
-        # samples are far clearer (nearest training glyph 22.6 dB against 17.8; benchmarks/RESULTS.md)
+        # 1e-2, not mLoRA's default 1e-1: the glyphs then fit worse but the transformer's samples are far clearer
+        # (benchmarks/RESULTS.md, "Encoding learning rate")
         "encode": {
             "representation": "mlora_asym",
             "steps": 300,

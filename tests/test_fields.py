@@ -318,7 +318,7 @@ def test_sdf_grid_with_model_and_chunks() -> None:
 
 
 def chamfer(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean squared nearest-neighbour distance a->b plus b->a (PAPER.md's protocol)."""
+    """Mean squared nearest-neighbour distance a->b plus b->a (the paper's protocol)."""
     return float((cKDTree(b).query(a)[0] ** 2).mean() + (cKDTree(a).query(b)[0] ** 2).mean())
 
 

@@ -20,7 +20,7 @@ from ..spec import RepresentationSpec
 
 INFO_FILE_NAME = "wlora_info.json"
 
-# the reconstruction score of each modality (PAPER.md, "Metric protocols to follow")
+# the reconstruction score of each modality (the paper's reconstruction protocol)
 DEFAULT_SCORE_NAMES: dict[str, str] = {"image": "psnr", "shape": "chamfer"}
 # score name -> (what it is, whether higher is better); used by the card
 SCORE_DESCRIPTIONS: dict[str, tuple[str, bool]] = {

@@ -1,4 +1,4 @@
-"""Reconstruction metrics: PSNR for images and Chamfer distance for point clouds (PAPER.md, "Metric protocols")."""
+"""Reconstruction metrics: PSNR for images and Chamfer distance for point clouds (the paper's reconstruction protocol)."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def chamfer_distance(points_a: np.ndarray | torch.Tensor, points_b: np.ndarray |
 def surface_chamfer(meshes: Sequence[Any], references: Sequence[np.ndarray], seed: int = 0) -> np.ndarray:
     """Chamfer distance of each reconstructed mesh to the points of its true surface; NaN where no mesh came out.
 
-    The reconstruction score of a shape (PAPER.md's 3-D protocol): `meshes[k]` (a `trimesh.Trimesh`, or None for an
+    The reconstruction score of a shape (the paper's 3-D protocol): `meshes[k]` (a `trimesh.Trimesh`, or None for an
     extraction that failed) is sampled with as many area-weighted points as `references[k]` holds, seeded by `seed`,
     and compared with `chamfer_distance`. A failure scores NaN so that it is reported, never averaged away.
     """

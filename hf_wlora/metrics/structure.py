@@ -1,4 +1,4 @@
-"""Weight-space structure (PAPER.md §4.2): do two fits of one instance agree, and does one linear mode hold both?
+"""Weight-space structure (the paper, §4.2): do two fits of one instance agree, and does one linear mode hold both?
 
 The study fits one instance twice, from an initialisation i1 and from a correlated one i2 =
 sqrt(1 - lambda^2) i1 + lambda eps (`correlated_initialization`), then compares the two fitted weight vectors by

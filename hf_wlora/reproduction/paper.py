@@ -1,4 +1,4 @@
-"""The paper's published figures (PAPER.md), shown beside ours in the report for orientation.
+"""The paper's published figures (Yang et al., arXiv 2512.01759), shown beside ours in the report for orientation.
 
 Their data (FFHQ-128, ShapeNet) and budgets differ from the built-in data and the small scale, so the numbers are not
 comparable one to one: what the report compares is how the six representations are *ordered*.
@@ -48,7 +48,7 @@ STRUCTURE_FINDING = (
     "representations' fits drift apart and show barriers."
 )
 
-# The findings the studies test (PAPER.md, "Findings").
+# The findings the studies test (the paper's findings).
 FINDINGS = (
     "multiplicative beats additive everywhere",
     "masking only helps the multiplicative form",

@@ -219,8 +219,8 @@ def _generation(results: dict[str, Any]) -> list[str]:
                 lines.append(f"- Clouds normalised per cloud; Chamfer on all points, EMD on {points}-point subsets.")
             ours = {name: study.get("chamfer", {}).get("1-nna", math.nan) for name, study in studies.items()}
             lines.append(
-                f"- 1-NNA over Chamfer (closer to 0.5 is better; the paper compares with HyperDiffusion, no table in "
-                f"PAPER.md): {' > '.join(ordering({k: -abs(v - 0.5) for k, v in ours.items()}, True))}."
+                f"- 1-NNA over Chamfer (closer to 0.5 is better; the paper compares with HyperDiffusion, with no "
+                f"published table): {' > '.join(ordering({k: -abs(v - 0.5) for k, v in ours.items()}, True))}."
             )
         lines += [""] + [
             f"![{modality} samples of {name}]({PLOTS_DIR}/samples-{modality}-{name}.png) `{name}`" for name in studies
