@@ -16,7 +16,7 @@ from datasets.info import DatasetInfo, DatasetInfosDict
 from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCard, DatasetCardData
 
-from .._templates import card_template
+from ..resources import card_template
 from .info import SCORE_DESCRIPTIONS, WeightDatasetInfo
 from .schema import weight_features
 

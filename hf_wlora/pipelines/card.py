@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .._templates import card_template
+from ..resources import card_template
 
 TEMPLATE_NAME = "pipeline_card.md"
 CARD_FILE_NAME = "README.md"

@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import yaml
 
+from ..resources import recipe as shipped_recipe
 from ..spec import REPRESENTATIONS
 
 SCALES = ("tiny", "small", "paper")
 MODALITIES = ("2d", "3d")
 # The systems of the paper's generation table; "mlp" is HyperDiffusion (whole MLP weights, tensor tokens).
 GENERATION_SYSTEMS = ("mlp", "lora_asym", "mlora", "mlora_asym")
-RECIPES_DIR = Path(__file__).resolve().parent.parent.parent / "recipes" / "configs"
 
 
 @dataclass
@@ -146,9 +145,11 @@ def _small(modality: str) -> StudyBudget:
 
 
 def _paper(modality: str) -> StudyBudget:
-    recipe = RECIPES_DIR / ("ffhq.yaml" if modality == "2d" else "shapenet.yaml")
-    if not recipe.is_file():
-        raise ValueError(f"The paper scale reads {recipe}, which this installation lacks: use a source checkout.")
+    name = "ffhq.yaml" if modality == "2d" else "shapenet.yaml"
+    try:
+        recipe = shipped_recipe(name)  # recipes/configs/ in a checkout, hf_wlora/recipe_configs/ in a wheel
+    except FileNotFoundError as error:
+        raise ValueError(f"The paper scale reads the recipe {name}, which this installation lacks: {error}") from error
     document = yaml.safe_load(recipe.read_text())
     train_field = dict(document["train_field"])
     data, data_options = train_field.pop("data"), train_field.pop("data_options", {})

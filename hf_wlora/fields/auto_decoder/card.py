@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ..._templates import card_template
+from ...resources import card_template
 from .config import SECTION, FieldTrainingConfig
 
 TEMPLATE_NAME = "field_card.md"
