@@ -16,7 +16,7 @@ import pytest
 
 PACKAGE = Path(__file__).parent.parent / "hf_wlora"
 STAGES = ("data", "fields", "tuners", "representations", "encoding", "models", "pipelines", "reproduction")
-LEAVES = ("spec", "checks", "metrics", "training", "_templates", "_lazy", "_import_hooks")
+LEAVES = ("spec", "checks", "metrics", "training", "resources", "_lazy", "_import_hooks")
 # top-level modules above every stage: the demo and the CLI, which wires each stage's command module
 TOP = ("demo", "cli")
 # the one import of a top-level module by a stage: the small-scale studies run at the demo's tuned budgets
