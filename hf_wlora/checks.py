@@ -10,6 +10,11 @@ def is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def is_number(value: Any) -> bool:
+    """Whether `value` is an int or a float and not a bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def check_int(value: Any, name: str, minimum: int | None = None) -> int:
     """Return `value` if it is an integer (not a bool) of at least `minimum`; else raise a ValueError naming `name`."""
     if is_int(value) and (minimum is None or value >= minimum):
@@ -20,4 +25,4 @@ def check_int(value: Any, name: str, minimum: int | None = None) -> int:
     raise ValueError(f"{name} must be {kind}, got {value!r}.")
 
 
-__all__ = ["check_int", "is_int"]
+__all__ = ["check_int", "is_int", "is_number"]

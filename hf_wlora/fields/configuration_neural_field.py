@@ -16,7 +16,7 @@ from typing import Any
 
 from transformers import PreTrainedConfig
 
-from ..checks import check_int
+from ..checks import check_int, is_number
 
 # modality -> (coord_dim, allowed out_dims, default out_dim, default output activation, default Fourier scale)
 _MODALITIES: dict[str, tuple[int, tuple[int, ...], int, str, float]] = {
@@ -143,7 +143,7 @@ class NeuralFieldConfig(PreTrainedConfig):
             check_int(value, f"NeuralFieldConfig: {name}", minimum=0)
         check_int(self.fourier_seed, "NeuralFieldConfig: fourier_seed")
         scale = self.fourier_scale
-        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
+        if not is_number(scale) or not scale > 0:
             raise ValueError(f"NeuralFieldConfig: fourier_scale must be a positive number, got {scale!r}.")
         choices = {
             "fourier_type": (self.fourier_type, FOURIER_TYPES),

@@ -1,4 +1,5 @@
-"""Metrics of the paper's studies (Yang et al., arXiv 2512.01759, and HyperDiffusion's 3-D protocol); a leaf package anyone may import.
+"""Metrics of the paper's studies (Yang et al., arXiv 2512.01759) and HyperDiffusion's 3-D protocol; a leaf package
+anyone may import.
 
 - reconstruction: `psnr` (`psnr_from_mse`), `chamfer_distance`, `surface_chamfer` (a mesh against its true surface);
   images: `ssim`;

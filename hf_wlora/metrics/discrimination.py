@@ -1,4 +1,5 @@
-"""Discrimination (the paper's Table 4): how well weight vectors separate classes, by clustering, 1-NN and a linear probe.
+"""Discrimination (the paper's Table 4): how well weight vectors separate classes, by clustering, 1-NN and a linear
+probe.
 
 The paper reports the adjusted Rand index of k-means clustering over all instances, and 1-NN and logistic-regression
 accuracy on held-out instances, plus a t-SNE picture. Features are (N, D) arrays or tensors (flat weight vectors,

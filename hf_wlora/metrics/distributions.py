@@ -1,8 +1,9 @@
 """Distances between a generated and a reference set of feature vectors: Fréchet distance and unbiased squared MMD.
 
-The paper reports three for FFHQ generation (Yang et al., arXiv 2512.01759, "Generation"): the Fréchet distance (FD) between Gaussians
-fitted to both sets, and the maximum mean discrepancy with a Gaussian kernel (MMD-G) and with a polynomial kernel
-(MMD-P, the kernel of KID). `image_generation_metrics` computes all three on image features (`features.py`).
+The paper reports three for FFHQ generation (Yang et al., arXiv 2512.01759, "Generation"): the Fréchet distance
+(FD) between Gaussians fitted to both sets, and the maximum mean discrepancy with a Gaussian kernel (MMD-G) and with
+a polynomial kernel (MMD-P, the kernel of KID). `image_generation_metrics` computes all three on image features
+(`features.py`).
 """
 
 from __future__ import annotations

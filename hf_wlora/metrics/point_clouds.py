@@ -1,4 +1,5 @@
-"""3-D generation metrics: HyperDiffusion's protocol on point clouds sampled from meshes (as the paper evaluates 3-D generation).
+"""3-D generation metrics: HyperDiffusion's protocol on point clouds sampled from meshes, as the paper evaluates 3-D
+generation.
 
 The protocol: sample 2048 area-weighted surface points per mesh (`sample_point_clouds`), normalise every cloud by
 its own mean and one scalar std (`normalize_point_clouds`), build the sample-to-reference, sample-to-sample and

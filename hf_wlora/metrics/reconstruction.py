@@ -1,4 +1,4 @@
-"""Reconstruction metrics: PSNR for images and Chamfer distance for point clouds (the paper's reconstruction protocol)."""
+"""Reconstruction metrics: PSNR for images and Chamfer distance for point clouds (the paper's protocols)."""
 
 from __future__ import annotations
 

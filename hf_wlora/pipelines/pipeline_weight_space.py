@@ -29,7 +29,7 @@ from diffusers import DiffusionPipeline, SchedulerMixin
 from diffusers.utils import BaseOutput, replace_example_docstring
 from PIL import Image
 
-from ..checks import check_int
+from ..checks import check_int, is_int, is_number
 from ..fields import NeuralFieldModel, extract_meshes, render_images, render_meshes, sdf_grid, to_pil
 from ..metrics import interpolation_weights
 from ..models import WeightSpaceDiT
@@ -143,7 +143,7 @@ class WeightSpacePipeline(DiffusionPipeline):
         for name, value in (("resolution", resolution), ("mesh_resolution", mesh_resolution)):
             if value is not None:
                 check_int(value, name, minimum=2)
-        if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float)):
+        if not is_number(guidance_scale):
             raise ValueError(f"guidance_scale must be a number, got {guidance_scale!r}.")
         if not math.isfinite(guidance_scale):
             raise ValueError(f"guidance_scale must be finite, got {guidance_scale}.")
@@ -309,7 +309,7 @@ class WeightSpacePipeline(DiffusionPipeline):
         """
         factors = self._as_factors(weights)
         count = next(iter(factors.values())).shape[0]
-        if isinstance(index, bool) or not isinstance(index, int) or not -count <= index < count:
+        if not is_int(index) or not -count <= index < count:
             raise IndexError(f"Sample index {index!r} is out of range for {count} samples.")
         return peft_model_from_factors(self.spec, self.field, {name: value[index] for name, value in factors.items()})
 
@@ -463,7 +463,7 @@ class WeightSpacePipeline(DiffusionPipeline):
                         f"Unknown class name {value!r}; the classes are {names or list(range(num_classes))}."
                     )
                 value = names.index(value)
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < num_classes:
+            if not is_int(value) or not 0 <= value < num_classes:
                 raise ValueError(f"Class label {value!r} is out of range: use 0..{num_classes - 1} (or a class name).")
             indices.append(value)
         return torch.tensor(indices, dtype=torch.int64)

@@ -13,7 +13,7 @@ import difflib
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from ..checks import check_int
+from ..checks import check_int, is_number
 
 MIXED_PRECISIONS = ("no", "fp16", "bf16")
 # Settings of every training config that do not change the numbers of a run, so a resume may change them.
@@ -29,10 +29,6 @@ RUN_CONTROL_KEYS = (
 LR_SCHEDULES = ("constant", "cosine")
 
 Section = TypeVar("Section", bound="RecipeSection")
-
-
-def is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def reject_unknown(data: dict[str, Any], allowed: list[str], where: str) -> None:

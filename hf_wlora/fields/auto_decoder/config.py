@@ -11,13 +11,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ...checks import is_int
+from ...checks import is_int, is_number
 from ...data import parse_data_source
 from ...training.config_checks import (
     RecipeSection,
     check_positive_int,
     check_run_settings,
-    is_number,
     reject_unknown,
 )
 

@@ -10,8 +10,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ...checks import is_int
-from ...training.config_checks import RecipeSection, check_positive_int, check_run_settings, is_number
+from ...checks import is_int, is_number
+from ...training.config_checks import RecipeSection, check_positive_int, check_run_settings
 
 SECTION = "train"  # this stage's section of a recipe YAML
 PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
