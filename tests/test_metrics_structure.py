@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -125,6 +126,37 @@ def test_correlated_initialization_per_tensor_noise_and_frozen_entries() -> None
     # drawn in the mapping's order: the first tensor gets the first draw, as a lone tensor would
     alone = correlated_initialization(initial["in.A"], 0.6, torch.Generator().manual_seed(3), frozen=mask)
     assert torch.equal(alone, second["in.A"])
+
+
+def test_correlated_initialization_perturbs_the_random_part_of_a_distribution() -> None:
+    # i1 drawn from N(mean, std^2) entry by entry, with entries of std 0 (not random: e.g. additive LoRA's B = 0)
+    generator = torch.Generator().manual_seed(0)
+    mean = torch.full((200_000,), 1.0)
+    std = torch.full((200_000,), 0.01)
+    std[:1000] = 0.0
+    initial = mean + std * torch.randn(200_000, generator=generator)
+    same = correlated_initialization(initial, 0.0, torch.Generator().manual_seed(1), distribution=(mean, std))
+    assert torch.equal(same, initial)  # lambda = 0: the same start
+    second = correlated_initialization(initial, 1.0, torch.Generator().manual_seed(1), distribution=(mean, std))
+    assert torch.equal(second[:1000], initial[:1000])  # std 0: nothing random to perturb
+    xi1, xi2 = ((value[1000:] - 1.0) / 0.01 for value in (initial, second))
+    # lambda = 1: an independent draw of the same law (mean 1, std 0.01), uncorrelated with i1
+    assert float(second[1000:].mean()) == pytest.approx(1.0, abs=1e-4)
+    assert float(xi2.std()) == pytest.approx(1.0, abs=0.01)
+    assert abs(float(torch.corrcoef(torch.stack([xi1, xi2]))[0, 1])) < 0.01
+    half = correlated_initialization(initial, 0.5, torch.Generator().manual_seed(1), distribution=(mean, std))
+    xi_half = (half[1000:] - 1.0) / 0.01
+    assert float(torch.corrcoef(torch.stack([xi1, xi_half]))[0, 1]) == pytest.approx(math.sqrt(0.75), abs=0.01)
+    # without a distribution the law is N(0, 1), the formula as the paper writes it
+    plain = correlated_initialization(initial, 0.5, torch.Generator().manual_seed(1))
+    moments = (torch.zeros(()), torch.ones(()))
+    assert torch.equal(
+        plain, correlated_initialization(initial, 0.5, torch.Generator().manual_seed(1), distribution=moments)
+    )
+    with pytest.raises(ValueError, match="non-negative std"):
+        correlated_initialization(initial, 0.5, generator, distribution=(mean, -std))
+    with pytest.raises(ValueError, match=r"distribution has moments for \['typo.A'\]"):
+        correlated_initialization({"in.A": initial}, 0.5, generator, distribution={"typo.A": (mean, std)})
 
 
 def test_correlated_initialization_errors() -> None:

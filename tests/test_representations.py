@@ -179,3 +179,22 @@ def test_integer_checks_refuse_bools_and_name_the_argument() -> None:
     ]:
         with pytest.raises(ValueError, match=message.replace("(", r"\(")):
             check_int(value, "steps", minimum)
+
+
+@pytest.mark.parametrize("name", ["mlora", "mlora_asym", "lora", "lora_asym", "mlp"])
+def test_the_init_distribution_is_the_law_the_start_was_drawn_from(name: str) -> None:
+    torch.manual_seed(0)
+    field = NeuralFieldModel(NeuralFieldConfig(modality="image", hidden_size=64, num_layers=3)).bake()
+    representation = make_representation(name, field, rank=8)
+    start, laws = representation.initial_factors(), representation.init_distribution()
+    masks = representation.spec.masks()
+    assert laws.keys() == start.keys()
+    for factor, value in start.items():
+        mean, std = laws[factor]
+        assert mean.shape == std.shape == value.shape and (std >= 0).all(), factor
+        drawn = ~masks[factor] if factor in masks else torch.ones_like(value, dtype=torch.bool)
+        fixed = drawn & (std == 0)
+        assert torch.equal(value[fixed], mean[fixed]), factor  # not random (additive LoRA's B = 0): the mean itself
+        xi = ((value - mean) / std)[drawn & (std > 0)]
+        if xi.numel() >= 500:  # the random part of every drawn entry: zero mean, unit std
+            assert abs(float(xi.mean())) < 0.15 and float(xi.std()) == pytest.approx(1.0, abs=0.15), factor

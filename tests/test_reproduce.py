@@ -53,7 +53,9 @@ def test_structure_at_lambda_zero_refits_the_same_weights(tiny_run: Any) -> None
             assert first["lambda"] == 0.0
             assert first["cosine_mean"] == pytest.approx(1.0, abs=1e-9), (modality, name)
             assert first["barrier_mean"] == 0.0 or first["paths_without_mesh"] == study["instances"], (modality, name)
-            assert study["rows"][-1]["cosine_mean"] < 0.99  # lambda = 1: an independent start
+            # lambda = 1: an independent draw of the init distribution, so the fits differ (for mLoRA's N(1, 0.01^2)
+            # start only a little: the point of perturbing the random part, not the factors)
+            assert study["rows"][-1]["cosine_mean"] < 1 - 1e-6, (modality, name)
 
 
 def test_every_study_reports_numbers(tiny_run: Any) -> None:

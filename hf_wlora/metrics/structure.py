@@ -42,15 +42,26 @@ def cosine_similarity(weights_a: Tensor, weights_b: Tensor) -> Tensor:
     return ((a * b).sum(dim=1) / (norm_a * norm_b)).clamp(-1.0, 1.0)
 
 
+Moments = tuple[Tensor, Tensor]  # entry-wise (mean, std) of an initialisation's distribution
+
+
 @overload
 def correlated_initialization(
-    initial: Tensor, lam: float, generator: torch.Generator, frozen: Tensor | None = None
+    initial: Tensor,
+    lam: float,
+    generator: torch.Generator,
+    frozen: Tensor | None = None,
+    distribution: Moments | None = None,
 ) -> Tensor: ...
 
 
 @overload
 def correlated_initialization(
-    initial: Mapping[str, Tensor], lam: float, generator: torch.Generator, frozen: Mapping[str, Tensor] | None = None
+    initial: Mapping[str, Tensor],
+    lam: float,
+    generator: torch.Generator,
+    frozen: Mapping[str, Tensor] | None = None,
+    distribution: Mapping[str, Moments] | None = None,
 ) -> dict[str, Tensor]: ...
 
 
@@ -59,16 +70,22 @@ def correlated_initialization(
     lam: float,
     generator: torch.Generator,
     frozen: Tensor | Mapping[str, Tensor] | None = None,
+    distribution: Moments | Mapping[str, Moments] | None = None,
 ) -> Tensor | dict[str, Tensor]:
-    """A second initialisation i2 = sqrt(1 - lam^2) * i1 + lam * eps, eps ~ N(0, I), correlated with i1 by lam.
+    """A second initialisation correlated with i1 by lam, perturbing the random part of i1 (the paper's §4.2).
+
+    With `distribution` = (mean, std) of the law i1 was drawn from (entry-wise tensors, or numbers), i1 = mean +
+    std * xi1 and i2 = mean + std * xi2 with xi2 = sqrt(1 - lam^2) * xi1 + lam * eps, eps ~ N(0, I): lam = 0 gives i1
+    again, lam = 1 an independent draw of the same law, whatever its mean and scale (entries with std 0 are not
+    random and stay). Without `distribution` the law is taken as N(0, 1): i2 = sqrt(1 - lam^2) * i1 + lam * eps.
 
     `initial` is one tensor or a mapping of factor names to tensors (a field's initial weights). "Per tensor", as the
     paper applies it, means each tensor gets its own independent standard-normal eps of its own shape and the same
     formula with the same lam; eps is drawn from `generator` in the mapping's order, in float64, on the generator's
     device, so one seed gives one i2. eps is drawn whatever lam is, so a sweep over lam that reseeds the generator
-    with one seed reuses one eps. lam must lie in [0, 1]: lam = 0 returns an exact copy of i1, lam = 1 pure noise.
-    For an i1 of unit variance i2 has unit variance too and correlation sqrt(1 - lam^2) with i1; eps is not rescaled
-    to i1's scale, as in the paper's formula.
+    with one seed reuses one eps. lam must lie in [0, 1]: lam = 0 returns an exact copy of i1. i2 has the law of i1
+    and correlation sqrt(1 - lam^2) with it. For a mapping, `distribution` maps names to (mean, std); names it
+    lacks are taken as N(0, 1).
 
     `frozen` holds bool masks (True = frozen; the asymmetric mask of `RepresentationSpec.masks`), one tensor for a
     tensor `initial` or a mapping for a mapping, where names it lacks freeze nothing: frozen entries keep i1's value,
@@ -81,7 +98,9 @@ def correlated_initialization(
     if isinstance(initial, Tensor):
         if frozen is not None and not isinstance(frozen, Tensor):
             raise ValueError("A tensor initialisation takes one bool tensor as its frozen mask, not a mapping.")
-        return _correlate("initial", initial, lam, generator, frozen)
+        if distribution is not None and not isinstance(distribution, tuple):
+            raise ValueError("A tensor initialisation takes one (mean, std) pair as its distribution, not a mapping.")
+        return _correlate("initial", initial, lam, generator, frozen, distribution)
     if not isinstance(initial, Mapping):
         raise ValueError(f"initial must be a tensor or a mapping of names to tensors, got {type(initial)}.")
     masks: Mapping[str, Tensor] = {} if frozen is None else frozen
@@ -92,10 +111,26 @@ def correlated_initialization(
         raise ValueError(
             f"frozen has masks for {unknown}, which are not tensors of the initialisation {list(initial)}."
         )
-    return {name: _correlate(name, tensor, lam, generator, masks.get(name)) for name, tensor in initial.items()}
+    laws: Mapping[str, Moments] = {} if distribution is None else distribution
+    if not isinstance(laws, Mapping):
+        raise ValueError("A mapping initialisation takes a mapping of names to (mean, std) as distribution.")
+    unknown = sorted(set(laws) - set(initial))
+    if unknown:
+        raise ValueError(f"distribution has moments for {unknown}, which are not tensors of the initialisation.")
+    return {
+        name: _correlate(name, tensor, lam, generator, masks.get(name), laws.get(name))
+        for name, tensor in initial.items()
+    }
 
 
-def _correlate(name: str, initial: Tensor, lam: float, generator: torch.Generator, frozen: Tensor | None) -> Tensor:
+def _correlate(
+    name: str,
+    initial: Tensor,
+    lam: float,
+    generator: torch.Generator,
+    frozen: Tensor | None,
+    distribution: Moments | None,
+) -> Tensor:
     if not initial.is_floating_point():
         raise ValueError(f"Tensor {name!r} has dtype {initial.dtype}; initial weights must be floating point.")
     if not torch.isfinite(initial).all():
@@ -107,7 +142,16 @@ def _correlate(name: str, initial: Tensor, lam: float, generator: torch.Generato
         )
     noise = torch.randn(initial.shape, generator=generator, dtype=torch.float64, device=generator.device)
     i1 = initial.detach().to(torch.float64)
-    mixed = math.sqrt(1.0 - lam**2) * i1 + lam * noise.to(i1.device)
+    if distribution is None:
+        mixed = math.sqrt(1.0 - lam**2) * i1 + lam * noise.to(i1.device)
+    else:
+        mean, std = (torch.as_tensor(value, dtype=torch.float64).to(i1.device) for value in distribution)
+        if torch.broadcast_shapes(mean.shape, std.shape, i1.shape) != i1.shape or not (std >= 0).all():
+            raise ValueError(
+                f"The distribution of {name!r} must be a mean and a non-negative std broadcastable to its shape "
+                f"{tuple(i1.shape)}, got {tuple(mean.shape)} and {tuple(std.shape)}."
+            )
+        mixed = mean + math.sqrt(1.0 - lam**2) * (i1 - mean) + lam * std * noise.to(i1.device)
     if frozen is not None:
         mixed = torch.where(frozen.to(i1.device), i1, mixed)
     return mixed.to(initial.dtype)

@@ -68,6 +68,11 @@ class Representation:
         """One instance's starting factors, shared by every instance (spec names and shapes)."""
         raise NotImplementedError
 
+    def init_distribution(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Entry-wise (mean, std) of the random initialisation of each factor (spec names and shapes): what the
+        structure study perturbs, i = mean + std * xi with xi ~ N(0, 1) per entry."""
+        raise NotImplementedError
+
     def forward(
         self, factors: Mapping[str, torch.Tensor], coords: torch.Tensor, chunk_size: int | None = None
     ) -> torch.Tensor:
@@ -150,6 +155,10 @@ class AdapterRepresentation(Representation):
     def initial_factors(self) -> dict[str, torch.Tensor]:
         return {name: value.detach().clone() for name, value in adapter_factors(self.model).items()}
 
+    def init_distribution(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        # the tuner's own init: N(1, init_std^2) scaled (multiplicative), or a random A beside B = 0 (additive)
+        return self.model.base_model.init_distribution()
+
     def _batched_values(
         self, factors: Mapping[str, torch.Tensor], coords: torch.Tensor, chunk_size: int
     ) -> torch.Tensor:
@@ -194,6 +203,10 @@ class StandaloneMLPRepresentation(Representation):
             if self.spec.asymmetric
         }
         parameters = dict(self.model.named_parameters())
+        # std of each tensor's entries under the field's default init (the frozen entries are drawn separately)
+        self._init_stds = {
+            name: float(parameters[name].detach().std(unbiased=False)) for name in self.spec.factor_shapes()
+        }
         self._initial = self._apply_frozen(
             {name: parameters[name].detach().clone() for name in self.spec.factor_shapes()}
         )
@@ -206,6 +219,14 @@ class StandaloneMLPRepresentation(Representation):
 
     def initial_factors(self) -> dict[str, torch.Tensor]:
         return {name: value.clone() for name, value in self._initial.items()}
+
+    def init_distribution(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        # The start is a fit (HyperDiffusion's), not a draw: its random part is taken as zero-mean with the std of
+        # each tensor under the field's default init, so eps has the scale of that tensor's entries.
+        return {
+            name: (torch.zeros_like(self._initial[name]), torch.full_like(self._initial[name], std))
+            for name, std in self._init_stds.items()
+        }
 
     def set_initial_factors(self, factors: Mapping[str, torch.Tensor]) -> None:
         """Make `factors` (one instance, spec names) the starting point of every later fit."""

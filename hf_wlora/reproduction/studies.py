@@ -36,12 +36,16 @@ def reconstruction_study(weights_dirs: dict[str, Path]) -> dict[str, Any]:
 def structure_study(
     budget: StudyBudget, representation_name: str, field_dir: Path, seed: int, progress: bool = False
 ) -> dict[str, Any]:
-    """Figure 3: fit the same instances from an initialisation i1 and from i2 = sqrt(1 - lambda^2) i1 + lambda eps.
+    """Figure 3: fit the same instances from an initialisation i1 and from a correlated i2.
 
-    For every lambda: the cosine similarity of the two fits, and the barrier of the reconstruction metric (PSNR in
-    2-D, Chamfer in 3-D) along the straight line between them, averaged over the instances. i1 is where the encoding
-    starts every instance (seeded factors; for the mlp kinds the first instance's fit), and the asymmetric mask's
-    frozen entries stay frozen in i2, so lambda = 0 refits exactly the same weights (cosine 1, barrier 0).
+    i1 = mu + sigma * xi1 is where the encoding starts every instance (seeded factors; for the mlp kinds the first
+    instance's fit), and i2 = mu + sigma * xi2 with xi2 = sqrt(1 - lambda^2) xi1 + lambda eps perturbs its random
+    part only (`Representation.init_distribution`: mLoRA's N(1, init_std^2) entries, additive LoRA's A; for the mlp
+    kinds zero-mean with each tensor's default-init std), so lambda = 1 is an independent draw from the same init
+    distribution. For every lambda: the cosine similarity of the two fits, and the barrier of the reconstruction
+    metric (PSNR in 2-D, Chamfer in 3-D) along the straight line between them, averaged over the instances. The
+    asymmetric mask's frozen entries stay frozen in i2, so lambda = 0 refits exactly the same weights (cosine 1,
+    barrier 0).
     """
     from tqdm.auto import tqdm
 
@@ -60,7 +64,7 @@ def structure_study(
     instances = [source[index] for index in indices]
     coords, targets = instance_targets(instances, modality, config.points_per_shape, indices)
     settings = config.fit_settings()
-    start = representation.initial_factors()
+    start, laws = representation.initial_factors(), representation.init_distribution()
     first = spec.flatten(fit_instances(representation, coords, targets, settings, initial=start).factors)
     # along each path, instance k is evaluated at every alpha: repeat its data
     path_instances = [instance for instance in instances for _ in range(alphas)]
@@ -71,7 +75,7 @@ def structure_study(
     lambdas = tqdm(budget.structure_lambdas, desc=f"structure {representation_name}", disable=not progress)
     for index, lam in enumerate(lambdas):
         generator = torch.Generator().manual_seed(mix_seed(seed, index, 0x5717))
-        second_start = correlated_initialization(start, lam, generator, frozen=spec.masks())
+        second_start = correlated_initialization(start, lam, generator, frozen=spec.masks(), distribution=laws)
         fitted = fit_instances(representation, coords, targets, settings, initial=second_start).factors
         second = spec.flatten(fitted)
         cosines = cosine_similarity(first, second)

@@ -106,6 +106,25 @@ class MLoraLayer(BaseTunerLayer):
         # Store the frozen values in A itself too, so a saved factor is exactly the one the layer uses.
         A.copy_(self.effective_A(adapter_name))
 
+    @torch.no_grad()
+    def init_distribution(self, adapter_name: str, config: MLoraConfig) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Mean and std, entry by entry, of the distribution `reset_parameters` draws A and B from: {"A": (mean,
+        std), "B": (mean, std)}, so the random part of an initialisation is (factor - mean) / std (std 0 where an
+        entry is not random). Frozen mask entries are not drawn; their values stay whatever this says."""
+        A, B = self.mlora_A[adapter_name], self.mlora_B[adapter_name]
+        if config.multiplicative:
+            std = config.init_std if config.init_weights else _TEST_INIT_STD
+            scale_A, scale_B = torch.full_like(A, config.alpha**-0.5), torch.full_like(B, config.alpha**-0.5)
+            if adapter_name in self.mlora_mask:
+                trainable_rows = (~self.mlora_mask[adapter_name]).sum(dim=0)
+                scale_A = scale_A * (self.r[adapter_name] / trainable_rows.to(A.dtype))
+            return {"A": (scale_A, std * scale_A), "B": (scale_B, std * scale_B)}
+        # kaiming_uniform_(a=sqrt(5)) is uniform on +-1/sqrt(fan_in): std 1/sqrt(3 fan_in)
+        fan_in = A[0].numel()
+        uniform_std = torch.full_like(A, (3 * fan_in) ** -0.5)
+        B_std = torch.zeros_like(B) if config.init_weights else torch.full_like(B, _TEST_INIT_STD)
+        return {"A": (torch.zeros_like(A), uniform_std), "B": (torch.zeros_like(B), B_std)}
+
     def effective_A(self, adapter_name: str) -> torch.Tensor:
         """A with its frozen entries forced to their fixed values (they also get zero gradient this way)."""
         A = self.mlora_A[adapter_name]

@@ -96,6 +96,17 @@ class MLoraModel(BaseTuner):
         """Every mLoRA layer of the model, in module order."""
         return (module for module in self.model.modules() if isinstance(module, MLoraLayer))
 
+    def init_distribution(self, adapter_name: str = "default") -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Entry-wise (mean, std) of the distribution one adapter's factors are initialised from, keyed by spec name
+        (`"{layer}.A"`, `"{layer}.B"`); see `MLoraLayer.init_distribution`."""
+        config = self.peft_config[adapter_name]
+        return {
+            f"{layer.layer_key}.{factor}": moments
+            for layer in self.mlora_layers()
+            if adapter_name in layer.mlora_A
+            for factor, moments in layer.init_distribution(adapter_name, config).items()
+        }
+
     def representation_spec(self, adapter_name: str = "default") -> RepresentationSpec:
         """The `RepresentationSpec` of one adapter: its kind, layers (in module order), ranks and mask settings."""
         config = self.peft_config[adapter_name]
