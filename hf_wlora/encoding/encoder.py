@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from ..checks import check_int
 from ..representations import (
     DEFAULT_LEARNING_RATES,
+    POINTS_PER_SHAPE,
     FitSettings,
     Representation,
     StandaloneMLPRepresentation,
@@ -71,7 +72,7 @@ class EncodeConfig:
     steps: int = 300
     learning_rate: float | None = None
     points_per_step: int | None = None
-    points_per_shape: int = 8192
+    points_per_shape: int = POINTS_PER_SHAPE
     batch_size: int = 64
     shard_size: int | None = None
     mesh_resolution: int = 64

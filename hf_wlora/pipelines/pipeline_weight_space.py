@@ -34,6 +34,7 @@ from ..fields import NeuralFieldModel, extract_meshes, render_images, render_mes
 from ..metrics import interpolation_weights
 from ..models import WeightSpaceDiT
 from ..representations import (
+    POINTS_PER_SHAPE,
     FitSettings,
     Representation,
     data_targets,
@@ -354,7 +355,7 @@ class WeightSpacePipeline(DiffusionPipeline):
                 "does not store. Pass them, or encode with hf_wlora.encode on the same data source."
             )
         if points_per_shape is None:
-            points_per_shape = encoding.get("points_per_shape", 8192)
+            points_per_shape = encoding.get("points_per_shape", POINTS_PER_SHAPE)
         coords, targets = data_targets(data, self.modality, points_per_shape)
         start = None if initial is None else {name: value.float() for name, value in initial.items()}
         representation = self._representation(seed=settings.seed)

@@ -38,6 +38,7 @@ _LAZY_ATTRIBUTES: dict[str, str] = {
     "loss_for": ".fitting",
     "sdf_loss": ".fitting",
     "step_points": ".fitting",
+    "POINTS_PER_SHAPE": ".targets",
     "data_targets": ".targets",
     "images_tensor": ".targets",
     "instance_targets": ".targets",
@@ -74,11 +75,12 @@ if TYPE_CHECKING:
     )
     from .loading import load_base_field
     from .scoring import SCORE_POINTS, reconstruction_scores
-    from .targets import data_targets, images_tensor, instance_targets
+    from .targets import POINTS_PER_SHAPE, data_targets, images_tensor, instance_targets
 
 __all__ = [
     "DEFAULT_LEARNING_RATES",
     "MLP_KAPPA",
+    "POINTS_PER_SHAPE",
     "SCORE_POINTS",
     "SDF_CLAMP",
     "AdapterRepresentation",

@@ -16,6 +16,9 @@ from PIL import Image
 from ..data import sample_sdf
 from ..fields import image_coordinates
 
+# SDF samples drawn per shape when fitting it (the encoding's default, and the pipeline's for data without a record)
+POINTS_PER_SHAPE = 8192
+
 
 def instance_targets(
     instances: Sequence[Any], modality: str, points_per_shape: int, indices: Sequence[int]
@@ -34,7 +37,9 @@ def instance_targets(
     return coords, values
 
 
-def data_targets(data: Any, modality: str, points_per_shape: int = 8192) -> tuple[torch.Tensor, torch.Tensor]:
+def data_targets(
+    data: Any, modality: str, points_per_shape: int = POINTS_PER_SHAPE
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(coords, targets) of new data in any of the forms a user holds.
 
     Images ("image"): a (N, H, W, 3) tensor or array in [0, 1], a PIL image or a list of them, or image instances of
@@ -81,4 +86,4 @@ def images_tensor(data: Any) -> torch.Tensor:
     return images
 
 
-__all__ = ["data_targets", "images_tensor", "instance_targets"]
+__all__ = ["POINTS_PER_SHAPE", "data_targets", "images_tensor", "instance_targets"]
