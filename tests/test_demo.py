@@ -13,8 +13,8 @@ from hf_wlora.encoding import load_weight_dataset
 from hf_wlora.fields import NeuralFieldModel
 from hf_wlora.pipelines import WeightSpacePipeline
 
-# Mean PSNR the demo's mlora_asym encoding of the built-in glyphs must clear at the default budget (measured: 25.3).
-MLORA_ASYM_MIN_PSNR = 23.0
+# Mean PSNR the demo's mlora_asym encoding of the built-in glyphs must clear at the default budget (measured: 37.1).
+MLORA_ASYM_MIN_PSNR = 30.0
 
 
 @pytest.mark.parametrize("modality", ["2d", "3d"])
@@ -35,7 +35,16 @@ def test_quick_demo_writes_field_weights_picture_and_summary(modality: str, tmp_
     assert summary["stage2"]["figures"]["num_instances"] == 6
     assert summary["stage3"]["metrics"]["steps"] == 6 and summary["samples"]["num_samples"] == 20
     assert summary["total_seconds"] > 0
-    assert (tmp_path / "summary.md").read_text().startswith(f"# hf_wlora demo ({modality})")
+    markdown = (tmp_path / "summary.md").read_text()
+    assert markdown.startswith(f"# hf_wlora demo ({modality})")
+    if modality == "2d":  # the samples measured as the generation study measures them
+        generation = summary["generation"]
+        assert generation["num_samples"] == 7 and generation["learned_features"]["fd"] >= 0
+        assert 0.0 <= generation["memorization"]["copy_fraction"] <= 1.0
+        assert (tmp_path / "feature_extractor" / "model.safetensors").is_file()
+        assert "FD on learned features" in markdown and "copy a training glyph" in markdown
+    else:
+        assert "generation" not in summary
 
 
 def test_cli_rejects_unknown_commands(capsys) -> None:
@@ -46,10 +55,11 @@ def test_cli_rejects_unknown_commands(capsys) -> None:
 
 @pytest.mark.slow
 def test_full_demo_reconstructs_the_glyphs(tmp_path: Path) -> None:
-    """The default budget on the built-in glyphs (about 4 minutes): reconstructions and samples clear bars.
+    """The default budget on the built-in glyphs (about 6 minutes): reconstructions and samples clear bars.
 
-    Measured on the 2-core CPU machine (2026-12-01): base field 26.9 dB, mlora_asym encoding 25.0 dB mean PSNR over
-    the 128 glyphs; the bars leave a margin for other machines' rounding.
+    Measured on the 2-core CPU machine (2026-12-02): base field 26.9 dB, mlora_asym encoding 37.1 dB mean PSNR over
+    the 128 glyphs (at mLoRA's default rate 1e-1); transformer loss 0.203; 141 samples: FD on learned features 613,
+    1% copies of a training glyph, 71 distinct nearest glyphs. The bars leave a margin for other machines' rounding.
     """
     from hf_wlora.demo import run_demo
 
@@ -57,8 +67,9 @@ def test_full_demo_reconstructs_the_glyphs(tmp_path: Path) -> None:
     assert summary["stage1"]["metrics"]["psnr"] > 25.0
     assert summary["stage2"]["figures"]["score_mean"] > MLORA_ASYM_MIN_PSNR
     assert summary["stage2"]["figures"]["num_non_finite_scores"] == 0
-    # stage 3 (measured 2026-12-01: loss 0.144; samples 22.6 dB from their nearest training glyphs, 20 distinct)
-    assert summary["stage3"]["metrics"]["eval_loss"] < 0.2
-    assert summary["samples"]["nearest_training_psnr_mean"] > 20.0
-    assert summary["samples"]["distinct_nearest_training_instances"] >= 15  # samples do not collapse onto a few glyphs
+    assert summary["stage3"]["metrics"]["eval_loss"] < 0.25
+    generation = summary["generation"]
+    assert generation["memorization"]["copy_fraction"] < 0.1  # the samples are not copies of the training glyphs
+    assert generation["memorization"]["distinct_nearest_training_instances"] >= 50  # nor collapsed onto a few
+    assert generation["learned_features"]["fd"] < 900
     assert summary["total_seconds"] < 600

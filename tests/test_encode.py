@@ -173,3 +173,27 @@ def test_mlp_asym_freezes_entries_at_a_small_scale_by_default(field_dir: str) ->
     assert 0.024 < float(frozen.std()) < 0.036  # N(0, 0.03^2)
     assert make_representation("lora_asym", field, rank=2).spec.kappa == 1.0  # A's frozen entries gate through B
     assert make_representation("mlp_asym", field, kappa=0.5).spec.kappa == 0.5
+
+
+def test_target_modules_and_the_mlp_width_are_settings_that_decode(field_dir: str, tmp_path: Path) -> None:
+    from hf_wlora.representations import make_representation, representation_from_spec
+
+    field = NeuralFieldModel.from_pretrained(field_dir)
+    trunk = config(field_dir, tmp_path / "trunk", target_modules=["trunk.0.linear", "trunk.1.linear"], steps=3)
+    weights = load_weight_dataset(encode(trunk, progress=False).output_dir)
+    assert [layer.name for layer in weights.spec.layers] == ["trunk.0.linear", "trunk.1.linear"]
+    assert weights.info.encoding["target_modules"] == ["trunk.0.linear", "trunk.1.linear"]
+    assert representation_from_spec(weights.spec, field).spec == weights.spec
+
+    narrow = config(field_dir, tmp_path / "narrow", representation="mlp", mlp_hidden_size=6, steps=3)
+    weights = load_weight_dataset(encode(narrow, progress=False).output_dir)
+    wide = make_representation("mlp", field).spec
+    assert weights.spec.layers[0].d_out == 6 and weights.spec.num_parameters < wide.num_parameters / 3
+    decoder = representation_from_spec(weights.spec, field)  # the width comes from the spec, not the base field
+    assert decoder.spec == weights.spec
+    with pytest.raises(ValueError, match="mlp_hidden_size sets the mlp kinds' width"):
+        EncodeConfig(field="f", output_dir="o", representation="lora", mlp_hidden_size=8)
+    with pytest.raises(ValueError, match="target_modules chooses the layers a LoRA adapts"):
+        EncodeConfig(field="f", output_dir="o", representation="mlp", target_modules=["trunk.0.linear"])
+    with pytest.raises(ValueError, match="mlp_hidden_size must be a positive integer"):
+        EncodeConfig(field="f", output_dir="o", representation="mlp", mlp_hidden_size=0)

@@ -114,3 +114,23 @@ def test_losses_and_bad_input(base_field, glyphs) -> None:
         make_representation("mlora", NeuralFieldModel(NeuralFieldConfig(modality="image", hidden_size=8)))
     with pytest.raises(ValueError, match="Unknown representation"):
         make_representation("dora", base_field)
+
+
+def test_a_cosine_schedule_ends_at_rate_zero_and_changes_the_fit(base_field, glyphs) -> None:
+    coords, targets = glyphs
+    representation = make_representation("mlora_asym", base_field)
+    constant = FitSettings(steps=6, learning_rate=1e-1, points_per_step=100)
+    cosine = FitSettings(steps=6, learning_rate=1e-1, points_per_step=100, lr_schedule="cosine")
+    fits = {
+        name: fit_instances(representation, coords, targets, settings).factors
+        for name, settings in (("constant", constant), ("cosine", cosine))
+    }
+    assert any(not torch.equal(fits["constant"][key], fits["cosine"][key]) for key in fits["cosine"])
+    # the first step is at the full rate in both: one step of each is the same fit
+    first = [FitSettings(steps=1, learning_rate=1e-1, lr_schedule=schedule) for schedule in ("constant", "cosine")]
+    one_step = [fit_instances(representation, coords, targets, settings).factors for settings in first]
+    assert all(torch.equal(one_step[0][key], one_step[1][key]) for key in one_step[0])
+    assert FitSettings.from_encoding({"lr_schedule": "cosine"}).lr_schedule == "cosine"
+    assert FitSettings.from_encoding({}).lr_schedule == "constant"  # data sets encoded before the setting existed
+    with pytest.raises(ValueError, match="lr_schedule must be one of"):
+        FitSettings(lr_schedule="linear")

@@ -276,7 +276,7 @@ def test_generation_metrics_of_a_set_against_itself_and_of_separated_sets() -> N
     itself = generation_metrics_from_distances(distances, distances, distances)
     # every reference is its own copy's nearest reference at distance 0; every cloud's nearest other cloud is its
     # copy in the other set, so the 1-NN classifier is always wrong
-    assert itself == {"mmd": 0.0, "cov": 1.0, "1-nna": 0.0}
+    assert itself == {"mmd": 0.0, "cov": 1.0, "1-nna": 0.0, "copy_fraction": 1.0}  # every sample a copy
     within, across = torch.ones(4, 4).fill_diagonal_(0.0), torch.full((4, 3), 10.0)
     separated = generation_metrics_from_distances(across, within, torch.ones(3, 3).fill_diagonal_(0.0))
     assert separated["1-nna"] == 1.0 and separated["mmd"] == 10.0

@@ -36,6 +36,8 @@ def test_the_report_has_every_table_and_plot(tiny_run: Any) -> None:
     for name in REPRESENTATIONS:
         assert report.count(f"| `{name}` |") >= 4, name  # reconstruction, two structure tables, discrimination
     assert "| HyperDiffusion (`mlp`) |" in report and "MMD-CD" in report and "MMD-G" in report
+    for column in ("FD, learned", "copies", "nearest-training PSNR", "DiT parameters", "numbers per instance"):
+        assert column in report, column
     plots = tiny_run.report_path.parent / "plots"
     expected = {f"structure-{m}.png" for m in ("2d", "3d")} | {f"tsne-{m}.png" for m in ("2d", "3d")}
     expected |= {f"samples-{m}-{name}.png" for m in ("2d", "3d") for name in GENERATION_SYSTEMS}
@@ -66,12 +68,17 @@ def test_every_study_reports_numbers(tiny_run: Any) -> None:
             assert 0 <= study["nn_accuracy"] <= 1 and 0 <= study["logreg_accuracy"] <= 1 and len(study["tsne"]) == 20
     for study in two_d["generation"].values():
         assert study["fd"] >= 0 and study["num_samples"] == 6
+        assert study["learned_features"]["fd"] >= 0 and 0 <= study["memorization"]["copy_fraction"] <= 1
+    extractor = tiny_run.report_path.parent / "2d" / "feature_extractor" / "config.json"
+    assert json.loads(extractor.read_text())["kind"] == "classifier"  # the glyphs have classes
+    sizes = {name: row["numbers_per_instance"] for name, row in two_d["reconstruction"]["representations"].items()}
+    assert sizes["mlora"] == sizes["mlora_asym"] == sizes["lora"] < sizes["mlp"] == sizes["mlp_asym"]
     for study in three_d["generation"].values():
         assert study["num_meshes"] <= 6
         if study["num_meshes"] >= 2:  # an untrained tiny generator: only the ranges are known
             for distance in ("chamfer", "emd"):
                 assert study[distance]["mmd"] > 0 and 0 < study[distance]["cov"] <= 1
-                assert 0 <= study[distance]["1-nna"] <= 1
+                assert 0 <= study[distance]["1-nna"] <= 1 and 0 <= study[distance]["copy_fraction"] <= 1
 
 
 def test_a_rerun_reuses_everything_and_the_cli_runs_it(tiny_run: Any, capsys: pytest.CaptureFixture[str]) -> None:

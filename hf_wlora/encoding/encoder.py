@@ -47,8 +47,13 @@ class EncodeConfig:
         rank, alpha, mask_ratio, mask_seed, kappa: The representation's settings (alpha None: the tuner's default;
             kappa None: 1 for the LoRA kinds, `MLP_KAPPA` = 0.03 for the mlp kinds, whose frozen entries are weights
             of the field itself).
+        target_modules: The base field's layers the LoRA kinds adapt (None: `adapter_target_modules()`, the Fourier
+            input projection and every trunk layer); PEFT names, suffixes or a regex.
+        mlp_hidden_size: Width of the mlp kinds' standalone field (None: the base field's), to compare HyperDiffusion
+            at about as many numbers per instance as an adapter kind.
         steps, learning_rate, points_per_step: Fitting budget (learning_rate None: the kind's
             `DEFAULT_LEARNING_RATES` entry, 1e-1 for mLoRA, 1e-2 for LoRA, 1e-3 for mlp).
+        lr_schedule: "constant", or "cosine" (decay to zero over the steps).
         points_per_shape: SDF samples drawn per shape (seeded by the instance's index).
         batch_size: Instances fitted together (it changes speed and memory, never the result).
         shard_size: Rows per final parquet shard (None: about 500 MB).
@@ -69,9 +74,12 @@ class EncodeConfig:
     mask_ratio: float = DEFAULT_MASK_RATIO
     mask_seed: int = DEFAULT_MASK_SEED
     kappa: float | None = None
+    target_modules: list[str] | str | None = None
+    mlp_hidden_size: int | None = None
     steps: int = 300
     learning_rate: float | None = None
     points_per_step: int | None = None
+    lr_schedule: str = "constant"
     points_per_shape: int = POINTS_PER_SHAPE
     batch_size: int = 64
     shard_size: int | None = None
@@ -84,6 +92,13 @@ class EncodeConfig:
             raise ValueError(f"representation must be one of {REPRESENTATIONS}, got {self.representation!r}.")
         for name in ("batch_size", "points_per_shape", "mesh_resolution", "rank"):
             check_int(getattr(self, name), name, minimum=1)
+        is_mlp = self.representation.startswith("mlp")
+        if self.mlp_hidden_size is not None:
+            check_int(self.mlp_hidden_size, "mlp_hidden_size", minimum=1)
+            if not is_mlp:
+                raise ValueError(f"mlp_hidden_size sets the mlp kinds' width; {self.representation} adapts the field.")
+        if self.target_modules is not None and is_mlp:
+            raise ValueError(f"target_modules chooses the layers a LoRA adapts; {self.representation} trains them all.")
         if self.learning_rate is None:
             self.learning_rate = DEFAULT_LEARNING_RATES[self.representation]
         self.fit_settings()  # validates steps, learning rate and points per step now, not after loading data
@@ -94,6 +109,7 @@ class EncodeConfig:
             learning_rate=self.learning_rate,
             points_per_step=self.points_per_step,
             seed=self.seed,
+            lr_schedule=self.lr_schedule,
         )
 
     def result_settings(self) -> dict[str, Any]:
@@ -116,6 +132,8 @@ class EncodeConfig:
             mask_seed=self.mask_seed,
             **({"kappa": self.kappa} if self.kappa is not None else {}),
             **({"alpha": self.alpha} if self.alpha is not None and not self.representation.startswith("mlp") else {}),
+            **({"target_modules": self.target_modules} if self.target_modules is not None else {}),
+            **({"hidden_size": self.mlp_hidden_size} if self.mlp_hidden_size is not None else {}),
         )
         if isinstance(representation, StandaloneMLPRepresentation):
             coords, targets = instance_targets([source[0]], representation.modality, self.points_per_shape, [0])

@@ -3,9 +3,13 @@ anyone may import.
 
 - reconstruction: `psnr` (`psnr_from_mse`), `chamfer_distance`, `surface_chamfer` (a mesh against its true surface);
   images: `ssim`;
-- image generation: `image_generation_metrics` (`frechet_distance`, `mmd` with Gaussian or polynomial kernels) on
+- image generation: `image_generation_figures` (all of the study's figures), `image_generation_metrics`
+  (`frechet_distance`, `mmd` with Gaussian or polynomial kernels) on
   features from a pluggable extractor (`PixelFeatures`, the offline default; `TransformersImageFeatures` for any
-  vision backbone you have locally);
+  vision backbone you have locally; `LearnedImageFeatures` / `learned_image_features`, a small classifier or
+  autoencoder trained on the reference set itself, which sees what pixels cannot);
+- memorisation: `copy_fraction` (samples closer to a training instance than its training neighbours are),
+  `image_memorization`;
 - shape generation: `point_cloud_generation_metrics` (MMD, COV, 1-NNA over `pairwise_chamfer` or `pairwise_emd`),
   `sample_point_clouds`, `normalize_point_clouds`, `earth_movers_distance` (Sinkhorn) and `exact_emd`;
 - weight-space structure: `cosine_similarity`, `correlated_initialization`, `interpolation_weights`,
@@ -32,9 +36,14 @@ _LAZY_ATTRIBUTES: dict[str, str] = {
     "PixelFeatures": ".features",
     "TransformersImageFeatures": ".features",
     "image_features": ".features",
+    "LearnedImageFeatures": ".learned_features",
+    "learned_image_features": ".learned_features",
+    "copy_fraction": ".memorization",
+    "image_memorization": ".memorization",
     "frechet_distance": ".distributions",
     "mmd": ".distributions",
     "image_generation_metrics": ".distributions",
+    "image_generation_figures": ".distributions",
     "sample_point_clouds": ".point_clouds",
     "normalize_point_clouds": ".point_clouds",
     "pairwise_chamfer": ".point_clouds",
@@ -68,9 +77,11 @@ if TYPE_CHECKING:
         tsne_embedding,
         tsne_plot,
     )
-    from .distributions import frechet_distance, image_generation_metrics, mmd
+    from .distributions import frechet_distance, image_generation_figures, image_generation_metrics, mmd
     from .features import ImageFeatureExtractor, PixelFeatures, TransformersImageFeatures, image_features
     from .images import ssim
+    from .learned_features import LearnedImageFeatures, learned_image_features
+    from .memorization import copy_fraction, image_memorization
     from .point_clouds import (
         earth_movers_distance,
         exact_emd,
@@ -86,9 +97,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ImageFeatureExtractor",
+    "LearnedImageFeatures",
     "PixelFeatures",
     "TransformersImageFeatures",
     "chamfer_distance",
+    "copy_fraction",
     "correlated_initialization",
     "cosine_similarity",
     "discrimination_metrics",
@@ -97,10 +110,13 @@ __all__ = [
     "frechet_distance",
     "generation_metrics_from_distances",
     "image_features",
+    "image_generation_figures",
     "image_generation_metrics",
+    "image_memorization",
     "interpolation_barrier",
     "interpolation_weights",
     "kmeans_ari",
+    "learned_image_features",
     "logistic_regression_accuracy",
     "mmd",
     "nearest_neighbour_accuracy",

@@ -9,14 +9,12 @@ a polynomial kernel (MMD-P, the kernel of KID). `image_generation_metrics` compu
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
 
 from .features import ImageFeatureExtractor, image_features
-
-# added to both covariances when the square root of their product is not finite (numerically singular product)
-# the imaginary part of that square root that rounding explains; a larger one means the estimate is unusable
 
 
 def _feature_sets(
@@ -133,3 +131,24 @@ def image_generation_metrics(
         "mmd_gaussian": mmd(features_generated, features_reference, kernel="gaussian"),
         "mmd_polynomial": mmd(features_generated, features_reference, kernel="polynomial"),
     }
+
+
+def image_generation_figures(
+    generated: torch.Tensor,
+    reference: torch.Tensor,
+    extractor: ImageFeatureExtractor | None = None,
+    learned_features: ImageFeatureExtractor | None = None,
+) -> dict[str, Any]:
+    """Everything the 2-D generation study measures of generated images against the reference (training) images.
+
+    `image_generation_metrics` on `extractor`'s features (pixels by default) at the top level, the same on
+    `learned_features` under "learned_features" (left out when None; typically a `LearnedImageFeatures` of the
+    references), and `image_memorization` under "memorization" (both sets at one image size).
+    """
+    from .memorization import image_memorization
+
+    figures: dict[str, Any] = image_generation_metrics(generated, reference, extractor=extractor)
+    if learned_features is not None:
+        figures["learned_features"] = image_generation_metrics(generated, reference, extractor=learned_features)
+    figures["memorization"] = image_memorization(generated, reference)
+    return figures

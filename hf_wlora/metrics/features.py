@@ -21,7 +21,8 @@ class ImageFeatureExtractor(Protocol):
     def __call__(self, images: torch.Tensor) -> torch.Tensor: ...
 
 
-def _check_images(images: torch.Tensor) -> None:
+def check_images(images: torch.Tensor) -> None:
+    """Refuse anything but a non-empty, finite (N, H, W, 3) tensor, naming the fix."""
     if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[-1] != 3 or len(images) == 0:
         shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
         raise ValueError(
@@ -45,14 +46,18 @@ class PixelFeatures:
         self.resolution = resolution
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        _check_images(images)
-        size = (self.resolution, self.resolution)
-        channels_first = images.to(torch.promote_types(images.dtype, torch.float32)).permute(0, 3, 1, 2)
-        if min(images.shape[1:3]) >= self.resolution:
-            resized = F.interpolate(channels_first, size=size, mode="area")
-        else:
-            resized = F.interpolate(channels_first, size=size, mode="bilinear", antialias=True, align_corners=False)
-        return resized.permute(0, 2, 3, 1).flatten(1)
+        check_images(images)
+        return resized_channels_first(images, self.resolution).permute(0, 2, 3, 1).flatten(1)
+
+
+def resized_channels_first(images: torch.Tensor, resolution: int) -> torch.Tensor:
+    """(N, H, W, 3) images as (N, 3, resolution, resolution), at least float32: area averaging when downsampling
+    (no aliasing), antialiased bilinear interpolation when either side is smaller than `resolution`."""
+    size = (resolution, resolution)
+    channels_first = images.to(torch.promote_types(images.dtype, torch.float32)).permute(0, 3, 1, 2)
+    if min(images.shape[1:3]) >= resolution:
+        return F.interpolate(channels_first, size=size, mode="area")
+    return F.interpolate(channels_first, size=size, mode="bilinear", antialias=True, align_corners=False)
 
 
 class TransformersImageFeatures:
@@ -95,7 +100,7 @@ class TransformersImageFeatures:
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        _check_images(images)
+        check_images(images)
         features = []
         for batch in images.detach().float().cpu().split(self.batch_size):
             inputs = self.processor(
@@ -110,7 +115,7 @@ class TransformersImageFeatures:
 
 def image_features(images: torch.Tensor, extractor: ImageFeatureExtractor | None = None) -> torch.Tensor:
     """Features of (N, H, W, 3) images on [0, 1] from `extractor` (default `PixelFeatures()`), checked to be (N, D)."""
-    _check_images(images)
+    check_images(images)
     features = (PixelFeatures() if extractor is None else extractor)(images)
     if not isinstance(features, torch.Tensor) or features.ndim != 2 or len(features) != len(images):
         shape = tuple(features.shape) if isinstance(features, torch.Tensor) else type(features).__name__

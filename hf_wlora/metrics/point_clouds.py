@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .memorization import copy_fraction
+
 if TYPE_CHECKING:
     import trimesh
 
@@ -247,6 +249,8 @@ def generation_metrics_from_distances(
       sample or reference by its nearest other cloud (its own distance excluded). 0.5 is ideal (the sets are
       indistinguishable), 1.0 means fully separable; below 0.5 means samples sit closer to references than to each
       other (0.0 for samples that copy the references).
+    - "copy_fraction": the fraction of samples that copy a reference (`memorization.copy_fraction`, default ratio;
+      NaN with a single reference).
     Ties go to the lower index, samples ordered before references (as PointFlow concatenates them). The diagonals of
     the two square matrices are ignored. Pure functions of the matrices, so any distance works.
     """
@@ -267,7 +271,8 @@ def generation_metrics_from_distances(
     is_sample = torch.arange(num_samples + num_references) < num_samples
     nearest = everything.argmin(dim=1)
     accuracy = (is_sample[nearest] == is_sample).double().mean()
-    return {"mmd": float(mmd), "cov": float(cov), "1-nna": float(accuracy)}
+    copies = copy_fraction(cross, references) if num_references >= 2 else math.nan
+    return {"mmd": float(mmd), "cov": float(cov), "1-nna": float(accuracy), "copy_fraction": copies}
 
 
 def point_cloud_generation_metrics(

@@ -20,6 +20,8 @@ from .kinds import LossFn, Representation
 
 # SDF values beyond this distance are clamped in the loss, as in DeepSDF: only the near-surface band matters.
 SDF_CLAMP = 0.1
+# Learning-rate schedules of a fit (`FitSettings.lr_schedule`).
+LR_SCHEDULES = ("constant", "cosine")
 
 
 def image_loss(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -52,6 +54,7 @@ class FitSettings:
         points_per_step: Points drawn per step (the same positions for every instance of a step); None uses all.
         chunk_size: Instances per vectorised chunk (None: chosen from the activation size).
         seed: Seed of the per-step point subsets.
+        lr_schedule: "constant", or "cosine" (the learning rate decays from `learning_rate` to zero over the steps).
     """
 
     steps: int = 300
@@ -59,6 +62,7 @@ class FitSettings:
     points_per_step: int | None = None
     chunk_size: int | None = None
     seed: int = 0
+    lr_schedule: str = "constant"
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -67,12 +71,15 @@ class FitSettings:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}.")
         if self.points_per_step is not None and self.points_per_step < 1:
             raise ValueError(f"points_per_step must be >= 1 or None, got {self.points_per_step}.")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}.")
 
     @classmethod
     def from_encoding(cls, encoding: Mapping[str, Any], **overrides: Any) -> FitSettings:
         """The fit an encoding ran (`EncodeConfig.result_settings()`, as a weight data set's info and a trained
         transformer's config record it); `overrides` whose value is not None replace its steps, learning_rate or
-        points_per_step. The seed is always the encoding's: it fixes the initial factors and the point subsets."""
+        points_per_step. The seed and the learning-rate schedule are always the encoding's: the seed fixes the
+        initial factors and the point subsets."""
         unknown = sorted(set(overrides) - {"steps", "learning_rate", "points_per_step"})
         if unknown:
             raise ValueError(f"Only steps, learning_rate and points_per_step can be overridden, got {unknown}.")
@@ -81,6 +88,7 @@ class FitSettings:
             "learning_rate": encoding.get("learning_rate", cls.learning_rate),
             "points_per_step": encoding.get("points_per_step"),
             "seed": encoding.get("seed", cls.seed),
+            "lr_schedule": encoding.get("lr_schedule", cls.lr_schedule),
         }
         return cls(**{**settings, **{key: value for key, value in overrides.items() if value is not None}})
 
@@ -134,6 +142,11 @@ def fit_instances(
         for name, value in start.items()
     }
     optimizer = torch.optim.Adam(factors.values(), lr=settings.learning_rate)
+    schedule = (
+        torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, settings.steps)
+        if settings.lr_schedule == "cosine"
+        else None
+    )
     loss_fn = loss_for(representation.modality)
     losses = torch.empty(num_instances)
     for step in tqdm(range(settings.steps), desc=f"fitting {representation.name}", disable=not progress):
@@ -142,6 +155,8 @@ def fit_instances(
         optimizer.zero_grad(set_to_none=False)
         losses = representation.loss_backward(factors, step_coords, step_targets, loss_fn, settings.chunk_size)
         optimizer.step()
+        if schedule is not None:
+            schedule.step()
     return FitResult({name: value.detach() for name, value in factors.items()}, losses)
 
 

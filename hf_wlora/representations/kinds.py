@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from peft import get_peft_model
 
+from ..checks import check_int
 from ..fields import NeuralFieldConfig, NeuralFieldModel
 from ..spec import REPRESENTATIONS, LayerSpec, RepresentationSpec
 from ..tuners.mlora import (
@@ -178,13 +179,23 @@ class StandaloneMLPRepresentation(Representation):
     (then every output is clamped, the gradient is exactly zero and no instance moves from the shared start).
     """
 
-    def __init__(self, name: str, field_config: NeuralFieldConfig, seed: int = 0, **spec_kwargs: Any) -> None:
+    def __init__(
+        self,
+        name: str,
+        field_config: NeuralFieldConfig,
+        seed: int = 0,
+        hidden_size: int | None = None,
+        **spec_kwargs: Any,
+    ) -> None:
         if name not in ("mlp", "mlp_asym"):
             raise ValueError(f"StandaloneMLPRepresentation takes mlp or mlp_asym, got {name!r}.")
         if spec_kwargs.get("kappa") is None:
             spec_kwargs["kappa"] = MLP_KAPPA
         config = copy.deepcopy(field_config)
         config.baked = True
+        if hidden_size is not None:  # a narrower (or wider) field than the base, e.g. parameter-matched to an adapter
+            check_int(hidden_size, "hidden_size", minimum=1)
+            config.hidden_size = hidden_size
         with torch.random.fork_rng():
             torch.manual_seed(seed)
             self.model = NeuralFieldModel(config).requires_grad_(False).eval()
@@ -257,7 +268,8 @@ def make_representation(
     The LoRA kinds adapt `base_field`; the mlp kinds train a standalone field of the same architecture (its config,
     without latent). `seed` fixes the initial factors, so every process and every run starts from the same ones.
     `kwargs` go to `MLoraConfig` (LoRA kinds: mask_ratio, mask_seed, kappa, alpha, init_std, target_modules) or to
-    `RepresentationSpec` (mlp kinds: mask_ratio, mask_seed, kappa).
+    `RepresentationSpec` (mlp kinds: mask_ratio, mask_seed, kappa; and hidden_size, the standalone field's width,
+    by default the base field's).
     """
     if name not in REPRESENTATIONS:
         raise ValueError(f"Unknown representation {name!r}; expected one of {REPRESENTATIONS}.")
@@ -278,6 +290,7 @@ def representation_from_spec(spec: RepresentationSpec, base_field: NeuralFieldMo
             spec.name,
             base_field.config,
             seed=seed,
+            hidden_size=spec.layers[0].d_out,  # the standalone field's width, as encoded
             mask_ratio=spec.mask_ratio,
             mask_seed=spec.mask_seed,
             kappa=spec.kappa,

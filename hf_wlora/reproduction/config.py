@@ -41,6 +41,8 @@ class StudyBudget:
         emd_points: Points per cloud for EMD (a random subset of each cloud; None: all of them). EMD costs O(P^3) per
             pair with the exact solver (about 1.3 s per pair of 2,048-point clouds on one CPU core), so the small
             scale measures it on 512 points; on a GPU the Sinkhorn solver takes all 2,048.
+        feature_extractor_steps: Training steps of the 2-D data set's learned feature extractor
+            (`LearnedImageFeatures.train_on`).
     """
 
     data: str
@@ -56,6 +58,7 @@ class StudyBudget:
     guidance_scale: float = 2.0
     point_cloud_points: int = 2048
     emd_points: int | None = None
+    feature_extractor_steps: int = 800
 
     @property
     def modality(self) -> str:
@@ -79,6 +82,7 @@ def _tiny(modality: str) -> StudyBudget:
             generation=_tiny_generation(),
             generation_samples=6,
             sampling_steps=2,
+            feature_extractor_steps=10,
         )
     return StudyBudget(
         data="builtin-shapes",

@@ -31,6 +31,13 @@ def _number(value: Any, digits: int = 4) -> str:
     return f"{value:.{digits}g}"
 
 
+def _count(value: int | None) -> str:
+    """A parameter count in millions (thousands below a million)."""
+    if value is None:
+        return "n/a"
+    return f"{value / 1e6:.2f}M" if value >= 1e6 else f"{value / 1e3:.1f}k"
+
+
 def _duration(seconds: float) -> str:
     minutes, seconds = divmod(round(seconds), 60)
     hours, minutes = divmod(minutes, 60)
@@ -84,6 +91,7 @@ def _reconstruction(results: dict[str, Any]) -> list[str]:
         header += ["2-D PSNR, ours (mean ± std)", "FFHQ PSNR, paper"]
     if "3d" in per_modality:
         header += ["3-D Chamfer, ours (mean ± std)", "ShapeNet Chamfer, paper (airplane / 10 classes)"]
+    header += ["numbers per instance"]
     names = next(iter(per_modality.values())).keys()
     rows = []
     for name in names:
@@ -95,6 +103,8 @@ def _reconstruction(results: dict[str, Any]) -> list[str]:
             figures = per_modality["3d"][name]
             airplane, classes = paper.RECONSTRUCTION_CHAMFER[name]
             row += [score_cell(figures), f"{airplane} / {classes}"]
+        sizes = [f"{found[name].get('numbers_per_instance', 'n/a'):,}" for found in per_modality.values()]
+        row.append(" / ".join(sizes) + (" (2-D / 3-D)" if len(sizes) > 1 else ""))
         rows.append(row)
     lines += [*_table(header, rows), ""]
     if "2d" in per_modality:
@@ -176,22 +186,46 @@ def _generation(results: dict[str, Any]) -> list[str]:
             "",
         ]
         if modality == "2d":
-            header = ["system", "FD", "MMD-G", "MMD-P", "paper FFHQ FD / MMD-G / MMD-P", "DiT loss"]
+            header = [
+                "system",
+                "FD, learned",
+                "FD",
+                "MMD-G",
+                "MMD-P",
+                "copies",
+                "nearest-training PSNR",
+                "paper FFHQ FD / MMD-G / MMD-P",
+                "DiT loss",
+                "DiT parameters",
+            ]
             rows = [
                 [
                     "HyperDiffusion (`mlp`)" if name == "mlp" else f"`{name}`",
+                    _number(study.get("learned_features", {}).get("fd")),
                     _number(study.get("fd")),
                     _number(study.get("mmd_gaussian")),
                     _number(study.get("mmd_polynomial")),
+                    _number(study.get("memorization", {}).get("copy_fraction"), 2),
+                    _number(study.get("memorization", {}).get("nearest_training_psnr_mean"), 3),
                     " / ".join(str(value) for value in paper.GENERATION_FFHQ.get(name, ())) or "-",
                     _number(study["generator"]["eval_loss"]),
+                    _count(study["generator"].get("num_parameters")),
                 ]
                 for name, study in studies.items()
             ]
             lines += [*_table(header, rows), ""]
-            ours = {name: study.get("fd", math.nan) for name, study in studies.items()}
             theirs = {name: value[0] for name, value in paper.GENERATION_FFHQ.items()}
+            learned = {name: study.get("learned_features", {}).get("fd", math.nan) for name, study in studies.items()}
+            lines.append(f"- FD on learned features (lower is better): {agreement(learned, theirs, False)}.")
+            ours = {name: study.get("fd", math.nan) for name, study in studies.items()}
             lines.append(f"- FD (lower is better): {agreement(ours, theirs, False)}.")
+            lines.append(
+                "- Learned features: the penultimate activations of a small CNN classifier (an autoencoder's code "
+                "for unlabelled data) trained on the training instances (`LearnedImageFeatures`); copies: the "
+                "fraction of samples at least twice as close to a training image as its nearest other training "
+                "image (`copy_fraction`, pixels); nearest-training PSNR: each sample against its closest training "
+                "image, averaged."
+            )
             features = first.get("image_features", PIXEL_FEATURES)
             lines.append(
                 "- Features: pixels (`PixelFeatures`, 32x32), comparable across runs of this library, not with the "
@@ -200,7 +234,19 @@ def _generation(results: dict[str, Any]) -> list[str]:
                 else f"- Features: the backbone at `{features}`."
             )
         else:
-            header = ["system", "meshes", "MMD-CD", "COV-CD", "1-NNA-CD", "MMD-EMD", "COV-EMD", "1-NNA-EMD", "DiT loss"]
+            header = [
+                "system",
+                "meshes",
+                "MMD-CD",
+                "COV-CD",
+                "1-NNA-CD",
+                "copies (CD)",
+                "MMD-EMD",
+                "COV-EMD",
+                "1-NNA-EMD",
+                "DiT loss",
+                "DiT parameters",
+            ]
             rows = []
             for name, study in studies.items():
                 chamfer, emd = study.get("chamfer", {}), study.get("emd", {})
@@ -209,8 +255,10 @@ def _generation(results: dict[str, Any]) -> list[str]:
                         "HyperDiffusion (`mlp`)" if name == "mlp" else f"`{name}`",
                         f"{study.get('num_meshes', 0)} / {study['num_samples']}",
                         *(_number(chamfer.get(key)) for key in ("mmd", "cov", "1-nna")),
+                        _number(chamfer.get("copy_fraction"), 2),
                         *(_number(emd.get(key)) for key in ("mmd", "cov", "1-nna")),
                         _number(study["generator"]["eval_loss"]),
+                        _count(study["generator"].get("num_parameters")),
                     ]
                 )
             lines += [*_table(header, rows), ""]

@@ -7,6 +7,7 @@ time), so rerunning an interrupted run skips what is done and resumes what was i
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -23,6 +24,9 @@ if TYPE_CHECKING:
     from ..metrics import ImageFeatureExtractor
 
 logger = logging.getLogger(__name__)
+
+# Under each 2-D modality folder: the learned feature extractor of its data set (`studies.learned_extractor`).
+LEARNED_FEATURES_DIR = "feature_extractor"
 
 
 @dataclass
@@ -86,7 +90,12 @@ def _modality(
     }
     found: dict[str, Any] = {"seconds": seconds}
     found["reconstruction"] = _cached(
-        results_dir / "reconstruction.json", lambda: studies.reconstruction_study(weights), seconds, "reconstruction"
+        results_dir / "reconstruction.json",
+        lambda: studies.reconstruction_study(weights),
+        seconds,
+        "reconstruction",
+        # results written before the table gave each representation's size: read the encodings again
+        still_valid=lambda result: all("numbers_per_instance" in row for row in result["representations"].values()),
     )
     found["structure"] = {
         name: _cached(
@@ -101,12 +110,27 @@ def _modality(
     plots.mkdir(parents=True, exist_ok=True)
 
     features = (config.image_features or PIXEL_FEATURES) if modality == "2d" else None
+    learned = functools.cache(lambda: studies.learned_extractor(budget, folder / LEARNED_FEATURES_DIR, seed))
 
     def generation(name: str) -> dict[str, Any]:
         pipeline_dir = stages.generator(budget, weights[name], folder, seed)
         picture = plots / f"samples-{modality}-{name}.png"
-        result = studies.generation_study(budget, pipeline_dir, picture, seed, image_features=image_features)
+        result = studies.generation_study(
+            budget,
+            pipeline_dir,
+            picture,
+            seed,
+            image_features=image_features,
+            learned_features=learned() if modality == "2d" else None,
+        )
         return result if features is None else {**result, "image_features": features}
+
+    def still_valid(result: dict[str, Any]) -> bool:
+        """A stored result measured with other features, or before a metric existed, is sampled and measured again
+        (no retraining)."""
+        if features is None:  # 3-D ("chamfer" is missing when fewer than two meshes could be extracted)
+            return "chamfer" not in result or "copy_fraction" in result["chamfer"]
+        return result.get("image_features", PIXEL_FEATURES) == features and "learned_features" in result
 
     found["generation"] = {
         name: _cached(
@@ -114,8 +138,7 @@ def _modality(
             lambda name=name: generation(name),
             seconds,
             f"generation {name}",
-            # another feature extractor than the stored result's: sample and measure again (no retraining)
-            still_valid=lambda result: features is None or result.get("image_features", PIXEL_FEATURES) == features,
+            still_valid=still_valid,
         )
         for name in GENERATION_SYSTEMS
         if name in config.representations

@@ -16,20 +16,25 @@ from .config import StudyBudget
 from .stages import encode_config
 
 if TYPE_CHECKING:
-    from ..metrics import ImageFeatureExtractor
+    from ..metrics import ImageFeatureExtractor, LearnedImageFeatures
 
 # Pictures of samples: at most this many instances per system.
 PICTURE_SAMPLES = 20
 
 
 def reconstruction_study(weights_dirs: dict[str, Path]) -> dict[str, Any]:
-    """Table 1: every representation's reconstruction figures, as its encoding measured them."""
+    """Table 1: every representation's reconstruction figures, as its encoding measured them, and its size (numbers
+    per instance)."""
     from ..encoding import load_weight_dataset
 
     rows = {}
     for name, folder in weights_dirs.items():
-        info = load_weight_dataset(folder).info
-        rows[name] = {"score": info.score_name, **info.splits["train"]}
+        weights = load_weight_dataset(folder)
+        rows[name] = {
+            "score": weights.info.score_name,
+            "numbers_per_instance": weights.spec.num_parameters,
+            **weights.info.splits["train"],
+        }
     return {"representations": rows}
 
 
@@ -117,17 +122,40 @@ def structure_study(
     }
 
 
+def reference_images(budget: StudyBudget) -> tuple[torch.Tensor, list[int]]:
+    """The 2-D data set's images (N, H, W, 3) and class labels (-1 for an instance without one)."""
+    from ..data import open_data_source
+
+    source = open_data_source(budget.data, budget.data_options)
+    instances = [source[index] for index in range(len(source))]
+    images = torch.stack([torch.as_tensor(instance.image) for instance in instances])
+    return images, [-1 if instance.label is None else int(instance.label) for instance in instances]
+
+
+def learned_extractor(budget: StudyBudget, cache_dir: Path, seed: int) -> LearnedImageFeatures:
+    """The 2-D data set's learned feature extractor (a classifier when it is labelled), trained once into
+    `cache_dir` and reloaded from there by every later system and run."""
+    from ..metrics import learned_image_features
+
+    images, labels = reference_images(budget)
+    return learned_image_features(images, labels, seed=seed, cache_dir=cache_dir, steps=budget.feature_extractor_steps)
+
+
 def generation_study(
     budget: StudyBudget,
     pipeline_dir: Path,
     picture_path: Path,
     seed: int,
     image_features: ImageFeatureExtractor | None = None,
+    learned_features: ImageFeatureExtractor | None = None,
 ) -> dict[str, Any]:
     """The generation table: sample a trained pipeline (class-balanced, with guidance for conditional models) and
-    compare the samples with the data set: FD and MMD (Gaussian and polynomial kernels) on `image_features` (pixels
-    by default) in 2-D; MMD, COV and 1-NNA over Chamfer (and EMD) distances of 2,048-point clouds in 3-D
-    (HyperDiffusion's protocol)."""
+    compare the samples with the data set. In 2-D: FD and MMD (Gaussian and polynomial kernels) on `image_features`
+    (pixels by default) and, under "learned_features", on `learned_features` (the study's `learned_extractor`;
+    skipped when None), and the memorisation figures under "memorization" (`image_generation_figures`). In 3-D:
+    MMD, COV, 1-NNA and the copy fraction over Chamfer (and EMD) distances of 2,048-point clouds (HyperDiffusion's
+    protocol).
+    """
     import json
 
     from ..data import open_data_source, sample_surface
@@ -155,12 +183,11 @@ def generation_study(
     shown = {name: value[:PICTURE_SAMPLES] for name, value in weights.items()}
     tile_grid(decoded_tiles(pipeline, shown), 10, picture_scale(pipeline)).save(picture_path)
     if pipeline.modality == "image":
-        from ..metrics import image_generation_metrics
+        references, _ = reference_images(budget)
+        images = pipeline.decode(weights, "pt", resolution=references.shape[1]).images
+        from ..metrics import image_generation_figures
 
-        images = pipeline.decode(weights, "pt").images
-        references = torch.stack([torch.as_tensor(source[index].image) for index in range(len(source))])
-        results.update(image_generation_metrics(images, references, extractor=image_features))
-        return results
+        return {**results, **image_generation_figures(images, references, image_features, learned_features)}
     from ..metrics import point_cloud_generation_metrics, sample_point_clouds
 
     meshes = [mesh for mesh in pipeline.decode(weights, "mesh").meshes if mesh is not None]
@@ -220,4 +247,11 @@ def _nanmean(values: np.ndarray) -> float:
     return float(finite.mean()) if finite.size else math.nan
 
 
-__all__ = ["discrimination_study", "generation_study", "reconstruction_study", "structure_study"]
+__all__ = [
+    "discrimination_study",
+    "generation_study",
+    "learned_extractor",
+    "reconstruction_study",
+    "reference_images",
+    "structure_study",
+]
