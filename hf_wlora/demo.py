@@ -117,8 +117,6 @@ QUICK_OVERRIDES: dict[str, dict[str, Any]] = {
     "train": {"steps": 6, "warmup_steps": 1, "checkpoint_every": 6, "num_grid_samples": 2, "sample_inference_steps": 2},
     "feature_extractor_steps": 5,
 }
-# Training steps of the learned feature extractor that measures the 2-D samples (`LearnedImageFeatures.train_on`).
-FEATURE_EXTRACTOR_STEPS = 800
 # Samples measured per training instance (the studies' protocol: 1.1 x as many samples as references).
 MEASURED_SAMPLES_PER_INSTANCE = 1.1
 
@@ -235,8 +233,9 @@ def _measured_samples(pipeline: Any, weights: Any, source: Any, output_dir: Path
 
     references = torch.stack([torch.as_tensor(source[index].image) for index in range(len(source))])
     labels = weights.labels.tolist()
-    steps = QUICK_OVERRIDES["feature_extractor_steps"] if quick else FEATURE_EXTRACTOR_STEPS
-    extractor = learned_image_features(references, labels, cache_dir=output_dir / "feature_extractor", steps=steps)
+    # the extractor's default training, as in the studies; --quick only checks the code path
+    training = {"steps": QUICK_OVERRIDES["feature_extractor_steps"]} if quick else {}
+    extractor = learned_image_features(references, labels, cache_dir=output_dir / "feature_extractor", **training)
     num_classes = len(weights.info.class_names)
     count = math.ceil(MEASURED_SAMPLES_PER_INSTANCE * len(references))
     sampled = pipeline(

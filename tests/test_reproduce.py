@@ -175,3 +175,14 @@ def test_a_local_backbone_replaces_pixel_features_without_retraining(
 
     with pytest.raises(ValueError, match="Cannot load a vision backbone from"):
         reproduce(ReproduceConfig(**settings, image_features=str(tmp_path)), progress=False)
+
+
+def test_the_studies_train_the_learned_features_as_their_default_does() -> None:
+    import dataclasses
+
+    from hf_wlora.metrics.learned_features import DEFAULT_TRAINING
+    from hf_wlora.reproduction.config import StudyBudget
+
+    default = {field.name: field.default for field in dataclasses.fields(StudyBudget)}["feature_extractor_steps"]
+    assert default == DEFAULT_TRAINING["steps"]
+    assert ReproduceConfig(scale="small", output_dir="o").budget("2d").feature_extractor_steps == default

@@ -42,7 +42,7 @@ class StudyBudget:
             pair with the exact solver (about 1.3 s per pair of 2,048-point clouds on one CPU core), so the small
             scale measures it on 512 points; on a GPU the Sinkhorn solver takes all 2,048.
         feature_extractor_steps: Training steps of the 2-D data set's learned feature extractor
-            (`LearnedImageFeatures.train_on`).
+            (`LearnedImageFeatures.train_on`; the default is its default, `DEFAULT_TRAINING["steps"]`).
     """
 
     data: str
