@@ -49,24 +49,61 @@ def test_registered_as_its_own_peft_type() -> None:
 
 # -- init -------------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("asymmetric", [False, True])
-def test_multiplicative_init_is_near_identity(asymmetric: bool) -> None:
+def test_multiplicative_default_init_is_an_identity_with_distinct_rank_components(asymmetric: bool) -> None:
     base, model = make_model(asymmetric=asymmetric)
     for layer in mlora_layers(model).values():
+        torch.testing.assert_close(layer.factor_product("default"), torch.ones(layer.out_features, layer.in_features))
+        A, B = layer.mlora_A["default"].detach(), layer.mlora_B["default"].detach()
+        assert torch.equal(B, torch.ones_like(B))  # alpha = 1: B = alpha^-1/2 exactly
+        # the rank components still differ (no two rows of A alike), by noise of about init_std
+        assert len({tuple(row.tolist()) for row in A}) == len(A)
+        trainable = layer._trainable_entries("default")
+        noise = A[trainable] / (layer.r["default"] / trainable.sum(dim=0)).expand_as(A)[trainable] - 1
+        assert 0.005 < noise.std().item() < 0.015
+    tokens = toy_tokens()
+    torch.testing.assert_close(model(tokens), base(tokens), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("asymmetric", [False, True])
+def test_gaussian_init_is_the_authors_near_identity(asymmetric: bool) -> None:
+    base, model = make_model(asymmetric=asymmetric, init_weights="gaussian")
+    for layer in mlora_layers(model).values():
         product = layer.factor_product("default")
-        assert (product - 1).abs().max().item() < 0.06  # M ≈ 1 entry-wise (std 0.01 factors)
+        assert 1e-3 < (product - 1).abs().max().item() < 0.06  # M ≈ 1 entry-wise (std 0.01 factors), not exactly
         # each input column, mask-compensated (uncompensated it would be off by >= 1/r)
         assert (product.mean(dim=0) - 1).abs().max().item() < 0.05
+        B = layer.mlora_B["default"].detach()
+        assert 0.005 < B.std().item() < 0.015  # both factors are N(1, 0.01^2)
     tokens = toy_tokens()
     relative = (model(tokens) - base(tokens)).norm() / base(tokens).norm()
-    assert relative.item() < 0.02
+    assert 1e-5 < relative.item() < 0.02
+
+
+@pytest.mark.parametrize("init_weights", [True, "gaussian"])
+def test_init_distribution_describes_the_draw(init_weights: bool | str) -> None:
+    draws = []
+    for seed in range(40):
+        torch.manual_seed(seed)
+        model = get_peft_model(
+            ToyModel(), MLoraConfig(r=4, target_modules=["fc1"], asymmetric_mask=True, init_weights=init_weights)
+        )
+        draws.append(model.base_model.model.fc1.mlora_A["default"].detach())
+    mean, std = model.base_model.init_distribution()["fc1.A"]
+    draws = torch.stack(draws)
+    trainable = ~model.base_model.model.fc1.mlora_mask["default"]
+    torch.testing.assert_close(draws.mean(dim=0)[trainable], mean[trainable], atol=0.02, rtol=0)
+    ratio = draws.std(dim=0)[trainable] / std[trainable]
+    assert 0.7 < ratio.mean().item() < 1.3
 
 
 def test_additive_init_is_exact_identity() -> None:
-    base, model = make_model(mode="additive")
-    for layer in mlora_layers(model).values():  # B = 0, so W + (alpha / r) B A is W to the bit
-        assert torch.equal(layer.adapted_weight(["default"]), layer.get_base_layer().weight)
-    tokens = toy_tokens()
-    torch.testing.assert_close(model(tokens), base(tokens), rtol=1e-6, atol=1e-6)
+    for init_weights in (True, "gaussian"):
+        base, model = make_model(mode="additive", init_weights=init_weights)
+        for layer in mlora_layers(model).values():  # B = 0, so W + (alpha / r) B A is W to the bit
+            assert torch.equal(layer.adapted_weight(["default"]), layer.get_base_layer().weight)
+            assert layer.mlora_A["default"].abs().sum() > 0
+        tokens = toy_tokens()
+        torch.testing.assert_close(model(tokens), base(tokens), rtol=1e-6, atol=1e-6)
 
 
 def test_random_init_is_not_identity() -> None:
@@ -146,9 +183,11 @@ def test_merge_unmerge_exact(mode: str, asymmetric: bool) -> None:
     assert all(layer.merged for layer in layers.values())
     for key, x in layer_inputs.items():
         merged_output = layers[key](x)
-        if key == "embed":  # rows of (B A) versus (B A) then rows: equal up to rounding
+        # rows of (B A) versus (B A) then rows, and an additive Linear's B (A x) versus (W + B A) x: equal up to
+        # rounding; otherwise the same function computes the adapted weight: bit-identical
+        if key == "embed" or (key == "fc1" and mode == "additive"):
             torch.testing.assert_close(merged_output, unmerged_layer_outputs[key], rtol=1e-6, atol=1e-6)
-        else:  # the same function computes the adapted weight: bit-identical
+        else:
             assert torch.equal(merged_output, unmerged_layer_outputs[key]), key
     torch.testing.assert_close(model(tokens), unmerged, rtol=1e-6, atol=1e-6)
     assert not torch.equal(layers["fc1"].get_base_layer().weight, weights_before["fc1"])
@@ -407,11 +446,23 @@ def test_config_errors(kwargs: dict, message: str) -> None:
         MLoraConfig(**kwargs)
 
 
-def test_rank_larger_than_layer_names_the_fix() -> None:
+@pytest.mark.parametrize("mode", MODES)
+def test_any_rank_is_accepted_but_a_representation_spec_keeps_the_limit(mode: str) -> None:
+    # fc2 is 8 x 16: r = 9 exceeds its rank, as PEFT's LoRA allows (all-linear on a model with a narrow head)
+    torch.manual_seed(0)
+    base = ToyModel()
+    model = get_peft_model(copy.deepcopy(base), MLoraConfig(r=9, mode=mode, target_modules=["fc1", "fc2"]))
+    assert {key: layer.r["default"] for key, layer in mlora_layers(model).items()} == {"fc1": 9, "fc2": 9}
+    tokens = toy_tokens()
+    torch.testing.assert_close(model(tokens), base(tokens), rtol=1e-5, atol=1e-5)  # still an identity at init
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    for _ in range(3):
+        optimizer.zero_grad()
+        model(tokens).square().mean().backward()
+        optimizer.step()
+    assert torch.isfinite(model(tokens)).all()
     with pytest.raises(ValueError, match=r"Rank r=9 is larger than layer 'fc2' allows.*rank_pattern"):
-        get_peft_model(ToyModel(), MLoraConfig(r=9, target_modules=["fc2"]))
-    model = get_peft_model(ToyModel(), MLoraConfig(r=9, target_modules=["fc1", "fc2"], rank_pattern={"fc2": 8}))
-    assert {key: layer.r["default"] for key, layer in mlora_layers(model).items()} == {"fc1": 9, "fc2": 8}
+        model.base_model.representation_spec()
 
 
 def test_target_modules_matching_nothing() -> None:

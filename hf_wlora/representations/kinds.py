@@ -48,6 +48,10 @@ DEFAULT_LEARNING_RATES = {
     "mlora": 1e-1,
     "mlora_asym": 1e-1,
 }
+# The tuner's init per mode when encoding: the paper authors' A, B ~ N(1, 0.01^2) for mLoRA (whose independent
+# entries the structure study perturbs), and PEFT's LoRA init (B = 0, Kaiming A) for the additive kinds. The tuner's
+# own default, an exact identity, is PEFT's convention for fine-tuning; see MLoraConfig.init_weights.
+ENCODING_INIT_WEIGHTS: dict[str, bool | str] = {"multiplicative": "gaussian", "additive": True}
 
 
 def _first_output(outputs: Any) -> torch.Tensor:
@@ -144,12 +148,13 @@ class AdapterRepresentation(Representation):
         """lora, lora_asym, mlora or mlora_asym with rank `rank` on `base_field`'s default adapter targets."""
         if name not in REPRESENTATIONS or name.startswith("mlp"):
             raise ValueError(f"AdapterRepresentation takes lora, lora_asym, mlora or mlora_asym, got {name!r}.")
+        mode = "multiplicative" if name.startswith("mlora") else "additive"
         config = MLoraConfig(
             r=rank,
-            mode="multiplicative" if name.startswith("mlora") else "additive",
+            mode=mode,
             asymmetric_mask=name.endswith("_asym"),
             target_modules=target_modules or base_field.adapter_target_modules(),
-            **config_kwargs,
+            **{"init_weights": ENCODING_INIT_WEIGHTS[mode], **config_kwargs},
         )
         return cls(base_field, config, seed=seed)
 
@@ -298,6 +303,8 @@ def representation_from_spec(spec: RepresentationSpec, base_field: NeuralFieldMo
     else:
         from .adapters import mlora_config_from_spec  # adapters imports this module
 
-        representation = AdapterRepresentation(base_field, mlora_config_from_spec(spec), seed=seed)
+        config = mlora_config_from_spec(spec)
+        config.init_weights = ENCODING_INIT_WEIGHTS[config.mode]  # start new instances as the data set's did
+        representation = AdapterRepresentation(base_field, config, seed=seed)
     spec.check_matches(representation.spec, what="this base field's representation")
     return representation

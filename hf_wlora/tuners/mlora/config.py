@@ -13,6 +13,8 @@ from ...spec import DEFAULT_KAPPA, DEFAULT_MASK_RATIO, DEFAULT_MASK_SEED
 
 Mode = Literal["multiplicative", "additive"]
 MODES: tuple[str, ...] = ("multiplicative", "additive")
+# named inits beside True (identity) and False (random)
+NAMED_INITS: tuple[str, ...] = ("gaussian",)
 
 
 @dataclass
@@ -25,7 +27,9 @@ class MLoraConfig(PeftConfig):
     never be mistaken for PEFT's own LoRA.
 
     Args:
-        r: Rank of each adapter (>= 1 and at most min(d_out, d_in) of every targeted layer).
+        r: Rank of each adapter, any integer >= 1 as in PEFT's LoRA. A rank above min(d_out, d_in) of a layer adds
+            no expressiveness there, but it is accepted, so that `target_modules="all-linear"` works on models with a
+            narrow head. (A representation spec for encoding keeps the limit; see `hf_wlora.spec.LayerSpec`.)
         alpha: Scale numerator; the factor product is multiplied by alpha / r. Defaults to 1 in multiplicative mode
             (as the paper's authors use) and to r in additive mode (scale 1, as PEFT's LoRA defaults amount to).
         mode: "multiplicative" (mLoRA) or "additive" (LoRA).
@@ -39,11 +43,18 @@ class MLoraConfig(PeftConfig):
         mask_ratio: Fraction of each row of A that is frozen (the paper does not state it; 0.25 by default).
         mask_seed: Seed of the mask positions and frozen values (they are a pure function of seed and layer name).
         kappa: Standard deviation of the frozen values in additive mode.
-        init_weights: True for the method's init (multiplicative: A, B ~ N(1, init_std^2), compensated for the
-            mask so that M ≈ 1; additive: B = 0 and A Kaiming-uniform, as PEFT's LoRA). False draws a random
-            non-identity adapter, which is only useful for testing.
-        init_std: Standard deviation of the multiplicative init around 1 (the authors use 0.01). Never 0: with
-            A = B = 1 every rank component would get identical gradients forever.
+        init_weights: How the factors start (PEFT's convention: True is a no-op adapter, False a random one).
+            - True: an identity. Multiplicative: B = 1 and A = 1 + noise of std `init_std` whose sum over each
+              column's trainable rows is zero, so M = (alpha / r) B A = 1 within float rounding while the r rank
+              components still differ. Additive: B = 0 and A Kaiming-uniform, as PEFT's LoRA.
+            - "gaussian": the paper authors' init for multiplicative mode, A, B ~ N(1, init_std^2) (M ≈ 1 but not
+              exactly 1); additive mode: B = 0 and A ~ N(0, 1 / r), as PEFT's LoRA "gaussian". hf_wlora's encoders
+              use it for the mLoRA kinds.
+            - False: a random adapter that changes the model, only useful for testing.
+            In every multiplicative init the mask is compensated (each column of A is rescaled by r over its number
+            of trainable rows), so M stays ≈ 1 with frozen zeros.
+        init_std: Standard deviation of the multiplicative inits' noise (the authors use 0.01). Never 0: with
+            A = B = 1 exactly, every rank component would get identical gradients forever.
         modules_to_save: Extra modules to train and save, as in PEFT.
     """
 
@@ -63,7 +74,10 @@ class MLoraConfig(PeftConfig):
     mask_ratio: float = field(default=DEFAULT_MASK_RATIO, metadata={"help": "Fraction of each row of A frozen."})
     mask_seed: int = field(default=DEFAULT_MASK_SEED, metadata={"help": "Seed of mask positions and frozen values."})
     kappa: float = field(default=DEFAULT_KAPPA, metadata={"help": "Std of frozen values in additive mode."})
-    init_weights: bool = field(default=True, metadata={"help": "Method init (True) or random test init (False)."})
+    init_weights: bool | str = field(
+        default=True,
+        metadata={"help": "True: identity; 'gaussian': the authors' N(1, init_std^2) factors; False: random (tests)."},
+    )
     init_std: float = field(default=0.01, metadata={"help": "Std of the multiplicative init around 1."})
     modules_to_save: list[str] | None = field(default=None, metadata={"help": "Extra modules to train and save."})
 
@@ -85,6 +99,11 @@ class MLoraConfig(PeftConfig):
         check_int(self.mask_seed, "mask_seed", minimum=0)
         if not self.kappa > 0:
             raise ValueError(f"kappa must be > 0, got {self.kappa}.")
+        if not (isinstance(self.init_weights, bool) or self.init_weights in NAMED_INITS):
+            raise ValueError(
+                f"init_weights must be True (identity), 'gaussian' (the authors' init) or False (random, for tests); "
+                f"got {self.init_weights!r}."
+            )
         if not self.init_std > 0:
             raise ValueError(
                 f"init_std must be > 0, got {self.init_std}: with A = B = 1 exactly, all rank components would get "

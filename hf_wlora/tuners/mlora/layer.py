@@ -1,14 +1,16 @@
 """mLoRA layers: the math of multiplicative (W ⊙ M) and additive (W + ΔW) low-rank adaptation.
 
 Every supported layer views its weight as a 2-D matrix d_out x d_in (a convolution's weight as out x (in/groups *
-kernel size), an embedding's as num_embeddings x embedding_dim), so one rule covers all of them:
+kernel size), an embedding's as num_embeddings x embedding_dim, transformers' `Conv1D` weight, stored in x out, as
+its transpose), so one rule covers all of them:
 
     P = (alpha / r) B A_eff,   A_eff = A with its frozen (masked) entries replaced by their fixed values,
     W' = W ⊙ P (multiplicative)   or   W' = W + P (additive).
 
-The forward pass and the merge compute W' with the same function, so a merged layer gives bit-identical outputs to
-the unmerged one (Linear and Conv), and un-merging restores a saved copy of the original weight instead of
-dividing by P, which can be near zero.
+Multiplicative adapters need W' itself. Additive adapters applied last are computed as B (A x) in the unmerged
+forward, as PEFT's LoRA does, so a large layer never materialises its d_out x d_in update. Merging computes W' with
+the same function as the multiplicative forward, and un-merging restores a saved copy of the original weight instead
+of dividing by P, which can be near zero.
 """
 
 from __future__ import annotations
@@ -22,16 +24,33 @@ import torch.nn.functional as F
 from peft.tuners._buffer_dict import BufferDict
 from peft.tuners.tuners_utils import BaseTunerLayer, check_adapters_to_merge
 from torch import nn
+from transformers.pytorch_utils import Conv1D
 
-from ...spec import asymmetric_mask, check_rank, frozen_values
+from ...checks import check_int
+from ...spec import asymmetric_mask, frozen_values
 from .config import MLoraConfig
 
-SUPPORTED_LAYER_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Embedding)
+SUPPORTED_LAYER_TYPES: tuple[type[nn.Module], ...] = (
+    nn.Linear,
+    Conv1D,
+    nn.Conv1d,
+    nn.Conv2d,
+    nn.Conv3d,
+    nn.Embedding,
+)
 
 # std of the random, non-identity init (init_weights=False) that tests use to make adapters matter
 _TEST_INIT_STD = 0.3
 # the name that selects the base model (no adapter) for a sub-batch in mixed-adapter inference, as in PEFT
 BASE_ADAPTER_NAME = "__base__"
+
+
+def weight_matrix_shape(layer: nn.Module) -> tuple[int, int]:
+    """(d_out, d_in) of the 2-D view of a supported layer's weight (see the module docstring)."""
+    weight = layer.weight
+    if isinstance(layer, Conv1D):
+        return weight.shape[1], weight.shape[0]
+    return weight.shape[0], weight[0].numel()
 
 
 class MLoraLayer(BaseTunerLayer):
@@ -57,17 +76,15 @@ class MLoraLayer(BaseTunerLayer):
         self.merged_adapters: list[str] = []
         # A plain attribute, not a buffer: it must never be saved as adapter state.
         self._weight_before_merge: torch.Tensor | None = None
-        weight = self.get_base_layer().weight
-        self.out_features = weight.shape[0]
-        self.in_features = weight[0].numel()
+        self.out_features, self.in_features = weight_matrix_shape(self.get_base_layer())
 
     @property
     def _available_adapters(self) -> set[str]:
         return set(self.mlora_A)
 
     def update_layer(self, adapter_name: str, config: MLoraConfig, r: int) -> None:
-        """Add the adapter `adapter_name` with rank `r` to this layer and initialise it."""
-        check_rank(self.layer_key, r, self.out_features, self.in_features)
+        """Add the adapter `adapter_name` with rank `r` (any integer >= 1) to this layer and initialise it."""
+        check_int(r, f"The rank r of layer {self.layer_key!r}", minimum=1)
         self.r[adapter_name] = r
         self.scaling[adapter_name] = config.alpha / r
         self.multiplicative[adapter_name] = config.multiplicative
@@ -87,43 +104,83 @@ class MLoraLayer(BaseTunerLayer):
 
     @torch.no_grad()
     def reset_parameters(self, adapter_name: str, config: MLoraConfig) -> None:
+        """Draw the factors as `config.init_weights` says (see MLoraConfig)."""
         A, B = self.mlora_A[adapter_name], self.mlora_B[adapter_name]
+        if A.is_meta:
+            # low_cpu_mem_usage=True: the factors are placeholders that the checkpoint's values replace
+            return
         if config.multiplicative:
-            std = config.init_std if config.init_weights else _TEST_INIT_STD
-            # Entries ~ N(1, std^2) scaled by alpha^-1/2 give (alpha / r) B A ≈ 1 for any alpha.
-            A.normal_(1.0, std).mul_(config.alpha**-0.5)
-            B.normal_(1.0, std).mul_(config.alpha**-0.5)
-            if adapter_name in self.mlora_mask:
-                # Column j of M sums only over its trainable rows: rescale so it still sums to ≈ r, i.e. M ≈ 1.
-                trainable_rows = (~self.mlora_mask[adapter_name]).sum(dim=0)
-                A.mul_(self.r[adapter_name] / trainable_rows.to(A.dtype))
+            mean_A, std_A, mean_B, std_B = self._multiplicative_init_moments(adapter_name, config)
+            noise = torch.randn_like(A)
+            if config.init_weights is True:
+                # Centre the noise over each column's trainable rows: the column sums of A are then those of its
+                # mean, and with B constant every entry of M is exactly 1 up to float rounding.
+                trainable = self._trainable_entries(adapter_name)
+                noise = torch.where(trainable, noise, 0.0)
+                noise -= trainable * (noise.sum(dim=0) / trainable.sum(dim=0))
+            A.copy_(mean_A).add_(std_A * noise)
+            B.copy_(mean_B).add_(std_B * torch.randn_like(B))
         else:
-            nn.init.kaiming_uniform_(A, a=math.sqrt(5))
-            if config.init_weights:
-                B.zero_()
+            distribution, std = self._additive_A_init(adapter_name, config)
+            if distribution == "normal":
+                A.normal_(0.0, std)
             else:
+                A.uniform_(-math.sqrt(3) * std, math.sqrt(3) * std)
+            if config.init_weights is False:
                 B.normal_(0.0, _TEST_INIT_STD)
+            else:
+                B.zero_()
         # Store the frozen values in A itself too, so a saved factor is exactly the one the layer uses.
         A.copy_(self.effective_A(adapter_name))
+
+    def _multiplicative_init_moments(
+        self, adapter_name: str, config: MLoraConfig
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(mean of A, std of A's noise, mean of B, std of B's noise) of a multiplicative init, entry by entry.
+
+        Entries ~ alpha^-1/2 (1 + std * noise) give (alpha / r) B A ≈ 1 for any alpha. Column j of M sums only over
+        its trainable rows, so column j of A is scaled by r over their number and M stays ≈ 1 under the mask. The
+        identity init keeps B exactly constant (std 0) and puts all the noise on A.
+        """
+        A, B = self.mlora_A[adapter_name], self.mlora_B[adapter_name]
+        std = _TEST_INIT_STD if config.init_weights is False else config.init_std
+        mean_A, mean_B = torch.full_like(A, config.alpha**-0.5), torch.full_like(B, config.alpha**-0.5)
+        trainable_rows = self._trainable_entries(adapter_name).sum(dim=0)
+        mean_A = mean_A * (self.r[adapter_name] / trainable_rows.to(A.dtype))
+        std_B = torch.zeros_like(B) if config.init_weights is True else std * mean_B
+        return mean_A, std * mean_A, mean_B, std_B
 
     @torch.no_grad()
     def init_distribution(self, adapter_name: str, config: MLoraConfig) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """Mean and std, entry by entry, of the distribution `reset_parameters` draws A and B from: {"A": (mean,
         std), "B": (mean, std)}, so the random part of an initialisation is (factor - mean) / std (std 0 where an
-        entry is not random). Frozen mask entries are not drawn; their values stay whatever this says."""
+        entry is not random). Frozen mask entries are not drawn; their values stay whatever this says. (The identity
+        init's noise on A is centred per column, so its entries are not independent; the study of the weight space
+        uses the "gaussian" init, whose entries are.)"""
         A, B = self.mlora_A[adapter_name], self.mlora_B[adapter_name]
         if config.multiplicative:
-            std = config.init_std if config.init_weights else _TEST_INIT_STD
-            scale_A, scale_B = torch.full_like(A, config.alpha**-0.5), torch.full_like(B, config.alpha**-0.5)
-            if adapter_name in self.mlora_mask:
-                trainable_rows = (~self.mlora_mask[adapter_name]).sum(dim=0)
-                scale_A = scale_A * (self.r[adapter_name] / trainable_rows.to(A.dtype))
-            return {"A": (scale_A, std * scale_A), "B": (scale_B, std * scale_B)}
-        # kaiming_uniform_(a=sqrt(5)) is uniform on +-1/sqrt(fan_in): std 1/sqrt(3 fan_in)
-        fan_in = A[0].numel()
-        uniform_std = torch.full_like(A, (3 * fan_in) ** -0.5)
-        B_std = torch.zeros_like(B) if config.init_weights else torch.full_like(B, _TEST_INIT_STD)
-        return {"A": (torch.zeros_like(A), uniform_std), "B": (torch.zeros_like(B), B_std)}
+            mean_A, std_A, mean_B, std_B = self._multiplicative_init_moments(adapter_name, config)
+            if config.init_weights is True:
+                # centring over a column's t trainable rows leaves each entry a variance (t - 1) / t of the draw's
+                trainable_rows = self._trainable_entries(adapter_name).sum(dim=0).to(A.dtype)
+                std_A = std_A * ((trainable_rows - 1) / trainable_rows).sqrt()
+            return {"A": (mean_A, std_A), "B": (mean_B, std_B)}
+        A_std = torch.full_like(A, self._additive_A_init(adapter_name, config)[1])
+        B_std = torch.full_like(B, _TEST_INIT_STD) if config.init_weights is False else torch.zeros_like(B)
+        return {"A": (torch.zeros_like(A), A_std), "B": (torch.zeros_like(B), B_std)}
+
+    def _additive_A_init(self, adapter_name: str, config: MLoraConfig) -> tuple[str, float]:
+        """("uniform" or "normal", std) of A's additive init: PEFT's LoRA Kaiming-uniform (a = sqrt 5, i.e. uniform
+        on +-1/sqrt(d_in)), or N(0, 1 / r) for "gaussian"."""
+        if config.init_weights == "gaussian":
+            return "normal", 1.0 / self.r[adapter_name]
+        return "uniform", (3 * self.in_features) ** -0.5
+
+    def _trainable_entries(self, adapter_name: str) -> torch.Tensor:
+        """Where A is trainable: a (r, d_in) bool tensor, False at the frozen entries of the mask."""
+        if adapter_name in self.mlora_mask:
+            return ~self.mlora_mask[adapter_name]
+        return torch.ones_like(self.mlora_A[adapter_name], dtype=torch.bool)
 
     def effective_A(self, adapter_name: str) -> torch.Tensor:
         """A with its frozen entries forced to their fixed values (they also get zero gradient this way)."""
@@ -139,11 +196,14 @@ class MLoraLayer(BaseTunerLayer):
     def _adapt(self, weight: torch.Tensor, adapter_name: str, product: torch.Tensor | None = None) -> torch.Tensor:
         """Apply one adapter to `weight` (or to rows of it, given their rows of P)."""
         if product is None:
-            product = self.factor_product(adapter_name)
-            # Keep any leading instance dimension of instance-stacked factors (see functional.batched_forward).
-            product = product.reshape(*product.shape[:-2], *weight.shape)
+            product = self._as_weight_layout(self.factor_product(adapter_name))
         product = product.to(weight.dtype)
         return weight * product if self.multiplicative[adapter_name] else weight + product
+
+    def _as_weight_layout(self, product: torch.Tensor) -> torch.Tensor:
+        """P, (..., d_out, d_in), in the base weight's layout; any leading instance dimension of instance-stacked
+        factors is kept (see functional.batched_forward)."""
+        return product.reshape(*product.shape[:-2], *self.get_base_layer().weight.shape)
 
     def adapted_weight(self, adapter_names: list[str]) -> torch.Tensor:
         """The base weight with the given adapters applied in order (W ⊙ M1 ⊙ M2 ..., or W + ΔW1 + ...)."""
@@ -156,6 +216,17 @@ class MLoraLayer(BaseTunerLayer):
     def forward_adapted(self, x: torch.Tensor, adapter_names: list[str]) -> torch.Tensor:
         """The layer's output with the given adapters applied (subclasses implement it for their layer type)."""
         raise NotImplementedError
+
+    def _split_adapters(self, adapter_names: list[str]) -> tuple[list[str], list[str]]:
+        """(adapters to fold into the weight, the additive adapters after the last multiplicative one).
+
+        The second group adds (alpha / r) B (A x) to the output, which never forms a d_out x d_in matrix; an additive
+        adapter applied before a multiplicative one is scaled by its M, so it must be folded in.
+        """
+        split = len(adapter_names)
+        while split > 0 and not self.multiplicative[adapter_names[split - 1]]:
+            split -= 1
+        return adapter_names[:split], adapter_names[split:]
 
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         adapter_names = kwargs.pop("adapter_names", None)
@@ -248,22 +319,54 @@ class _MLoraModule(nn.Module, MLoraLayer):
 class Linear(_MLoraModule):
     """mLoRA on `nn.Linear`."""
 
+    def _as_matrix(self, weight: torch.Tensor) -> torch.Tensor:
+        """The base weight's layout as (..., d_out, d_in), which is nn.Linear's own."""
+        return weight
+
     def forward_adapted(self, x: torch.Tensor, adapter_names: list[str]) -> torch.Tensor:
-        weight, bias = self.adapted_weight(adapter_names), self.get_base_layer().bias
+        folded, low_rank = self._split_adapters(adapter_names)
+        weight, bias = self._as_matrix(self.adapted_weight(folded)), self.get_base_layer().bias
         if weight.dim() == 2:
-            return F.linear(x, weight, bias)
-        # Instance-stacked factors give one weight per instance, (N, d_out, d_in), and x holds the N instances along
-        # its first dimension: one batched matmul with the bias fused in.
-        flat = x.reshape(x.shape[0], -1, x.shape[-1])
-        weight_t = weight.transpose(1, 2)
-        out = torch.bmm(flat, weight_t) if bias is None else torch.baddbmm(bias.to(flat.dtype), flat, weight_t)
-        return out.reshape(*x.shape[:-1], out.shape[-1])
+            out = F.linear(x, weight, bias)
+        else:
+            # Instance-stacked factors give one weight per instance, (N, d_out, d_in), and x holds the N instances
+            # along its first dimension: one batched matmul with the bias fused in.
+            flat = x.reshape(x.shape[0], -1, x.shape[-1])
+            weight_t = weight.transpose(1, 2)
+            out = torch.bmm(flat, weight_t) if bias is None else torch.baddbmm(bias.to(flat.dtype), flat, weight_t)
+            out = out.reshape(*x.shape[:-1], out.shape[-1])
+        for adapter_name in low_rank:
+            out = out + self._low_rank_update(x, adapter_name).to(out.dtype)
+        return out
+
+    def _low_rank_update(self, x: torch.Tensor, adapter_name: str) -> torch.Tensor:
+        """(alpha / r) B (A x), computed in the adapter's dtype (fp32 beside an fp16 base, as PEFT autocasts)."""
+        A, B = self.effective_A(adapter_name), self.mlora_B[adapter_name]
+        x = x.to(A.dtype)
+        if A.dim() == 2:
+            update = F.linear(F.linear(x, A), B)
+        else:  # instance-stacked factors, as in the folded path above
+            flat = x.reshape(x.shape[0], -1, x.shape[-1])
+            update = torch.bmm(torch.bmm(flat, A.transpose(1, 2)), B.transpose(1, 2)).reshape(*x.shape[:-1], -1)
+        return update * self.scaling[adapter_name]
+
+
+class TransformersConv1D(Linear):
+    """mLoRA on transformers' `Conv1D` (GPT-2 and relatives): a linear layer whose weight is stored in x out."""
+
+    def _as_weight_layout(self, product: torch.Tensor) -> torch.Tensor:
+        return product.transpose(-1, -2)
+
+    def _as_matrix(self, weight: torch.Tensor) -> torch.Tensor:
+        return weight.transpose(-1, -2)
 
 
 class Conv(_MLoraModule):
     """mLoRA on `nn.Conv1d`, `nn.Conv2d` and `nn.Conv3d` (M has the kernel's shape)."""
 
     def forward_adapted(self, x: torch.Tensor, adapter_names: list[str]) -> torch.Tensor:
+        # Additive adapters are folded in too: a kernel is small next to the convolution over every position, and
+        # the merged layer then gives bit-identical outputs.
         base_layer = self.get_base_layer()
         return base_layer._conv_forward(x, self.adapted_weight(adapter_names), base_layer.bias)
 
@@ -279,6 +382,11 @@ class Embedding(_MLoraModule):
                 "target_modules."
             )
         super().__init__(base_layer, adapter_name, config, r, layer_key)
+
+    def _additive_A_init(self, adapter_name: str, config: MLoraConfig) -> tuple[str, float]:
+        # B is the factor that is looked up (zero at init) and A the shared one: N(0, 1), as PEFT's LoRA initialises
+        # its shared embedding factor, so that A moves within a few steps once B does.
+        return "normal", 1.0
 
     def forward_adapted(self, x: torch.Tensor, adapter_names: list[str]) -> torch.Tensor:
         base_layer = self.get_base_layer()
@@ -296,6 +404,8 @@ def create_mlora_module(target: nn.Module, adapter_name: str, config: MLoraConfi
     base_layer = target.get_base_layer() if isinstance(target, BaseTunerLayer) else target
     if isinstance(base_layer, nn.Linear):
         layer_class: type[_MLoraModule] = Linear
+    elif isinstance(base_layer, Conv1D):
+        layer_class = TransformersConv1D
     elif isinstance(base_layer, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
         layer_class = Conv
     elif isinstance(base_layer, nn.Embedding):
