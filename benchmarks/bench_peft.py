@@ -25,12 +25,13 @@ import sys
 import time
 
 import torch
+from peft import PeftConfig
 
 METHODS = ("lora", "hira", "mlora", "mlora_asym")
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
-def peft_config(method: str, rank: int):
+def peft_config(method: str, rank: int) -> PeftConfig:
     """The PEFT config of one method on the shared targets and rank."""
     from peft import HiraConfig, LoraConfig
 

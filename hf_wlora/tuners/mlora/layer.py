@@ -325,30 +325,24 @@ class Linear(_MLoraModule):
 
     def forward_adapted(self, x: torch.Tensor, adapter_names: list[str]) -> torch.Tensor:
         folded, low_rank = self._split_adapters(adapter_names)
-        weight, bias = self._as_matrix(self.adapted_weight(folded)), self.get_base_layer().bias
-        if weight.dim() == 2:
-            out = F.linear(x, weight, bias)
-        else:
-            # Instance-stacked factors give one weight per instance, (N, d_out, d_in), and x holds the N instances
-            # along its first dimension: one batched matmul with the bias fused in.
-            flat = x.reshape(x.shape[0], -1, x.shape[-1])
-            weight_t = weight.transpose(1, 2)
-            out = torch.bmm(flat, weight_t) if bias is None else torch.baddbmm(bias.to(flat.dtype), flat, weight_t)
-            out = out.reshape(*x.shape[:-1], out.shape[-1])
+        out = _linear(x, self._as_matrix(self.adapted_weight(folded)), self.get_base_layer().bias)
         for adapter_name in low_rank:
-            out = out + self._low_rank_update(x, adapter_name).to(out.dtype)
+            # (alpha / r) B (A x), in the adapter's dtype (fp32 beside an fp16 base, as PEFT autocasts)
+            A, B = self.effective_A(adapter_name), self.mlora_B[adapter_name]
+            update = _linear(_linear(x.to(A.dtype), A), B) * self.scaling[adapter_name]
+            out = out + update.to(out.dtype)
         return out
 
-    def _low_rank_update(self, x: torch.Tensor, adapter_name: str) -> torch.Tensor:
-        """(alpha / r) B (A x), computed in the adapter's dtype (fp32 beside an fp16 base, as PEFT autocasts)."""
-        A, B = self.effective_A(adapter_name), self.mlora_B[adapter_name]
-        x = x.to(A.dtype)
-        if A.dim() == 2:
-            update = F.linear(F.linear(x, A), B)
-        else:  # instance-stacked factors, as in the folded path above
-            flat = x.reshape(x.shape[0], -1, x.shape[-1])
-            update = torch.bmm(torch.bmm(flat, A.transpose(1, 2)), B.transpose(1, 2)).reshape(*x.shape[:-1], -1)
-        return update * self.scaling[adapter_name]
+
+def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """F.linear, or for instance-stacked weights (N, d_out, d_in), with x holding the N instances along its first
+    dimension, one batched matmul with the bias fused in."""
+    if weight.dim() == 2:
+        return F.linear(x, weight, bias)
+    flat = x.reshape(x.shape[0], -1, x.shape[-1])
+    weight_t = weight.transpose(1, 2)
+    out = torch.bmm(flat, weight_t) if bias is None else torch.baddbmm(bias.to(flat.dtype), flat, weight_t)
+    return out.reshape(*x.shape[:-1], out.shape[-1])
 
 
 class TransformersConv1D(Linear):
