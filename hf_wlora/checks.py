@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import math
+import re
+from pathlib import Path
 from typing import Any
+
+# A decimal number as YAML 1.2 writes it. PyYAML follows YAML 1.1, whose floats need a dot and a signed exponent, so
+# it reads `1e-2` and `1.0e2` as text.
+NUMBER_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+INTEGER_TEXT = re.compile(r"[-+]?\d+")
 
 
 def is_int(value: Any) -> bool:
@@ -22,7 +30,44 @@ def check_int(value: Any, name: str, minimum: int | None = None) -> int:
     kind = {None: "an integer", 0: "a non-negative integer", 1: "a positive integer"}.get(
         minimum, f"an integer >= {minimum}"
     )
-    raise ValueError(f"{name} must be {kind}, got {value!r}.")
+    raise ValueError(f"{name} must be {kind}, got {value!r}.{_quoted_hint(value)}")
 
 
-__all__ = ["check_int", "is_int", "is_number"]
+def check_number(value: Any, name: str, *, positive: bool = False, fraction: bool = False) -> float:
+    """Return `value` if it is a finite int or float (not a bool), > 0 if `positive`, in [0, 1) if `fraction`; else
+    raise a ValueError naming `name`.
+
+    NaN and infinity are refused here because they pass every comparison-based range check and only surface later,
+    as NaN outputs or an error after the work is done.
+    """
+    if is_number(value) and math.isfinite(value) and (not positive or value > 0) and (not fraction or 0 <= value < 1):
+        return value
+    kind = "a number in [0, 1)" if fraction else "a positive number" if positive else "a finite number"
+    raise ValueError(f"{name} must be {kind}, got {value!r}.{_quoted_hint(value)}")
+
+
+def _quoted_hint(value: Any) -> str:
+    """The fix for a number written in quotes (a YAML string): a count or a rate is never text."""
+    return " Write numbers without quotes." if isinstance(value, str) and NUMBER_TEXT.fullmatch(value.strip()) else ""
+
+
+def check_output_dir(value: Any, name: str = "output_dir") -> str:
+    """Return `value` if it is a folder that exists or can be created; else raise a ValueError naming `name`.
+
+    Checked before any work: a file at the path or at one of its parents would otherwise fail at the first write,
+    after loading and perhaps hours of training.
+    """
+    if not isinstance(value, (str, Path)) or not str(value):
+        raise ValueError(f"{name} must be a non-empty path, got {value!r}.")
+    path = Path(value)
+    for folder in (path, *path.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise ValueError(
+                    f"{name} {path} cannot be a folder: {folder} is a file. Choose another {name} or move the file."
+                )
+            break
+    return str(value)
+
+
+__all__ = ["INTEGER_TEXT", "NUMBER_TEXT", "check_int", "check_number", "check_output_dir", "is_int", "is_number"]

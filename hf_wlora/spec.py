@@ -152,6 +152,16 @@ def frozen_values(rows: int, cols: int, zeros: bool, kappa: float, seed: int, ke
     return kappa * hash_normal((rows, cols), seed, f"{key}/frozen")
 
 
+def count_unfrozen(factor: torch.Tensor, mask: torch.Tensor, values: torch.Tensor) -> int:
+    """How many frozen entries (`mask` True) of `factor` differ from their fixed `values`.
+
+    Compared exactly, in the factor's dtype: frozen entries are stored as the very values the layer uses, so any
+    difference means the factor belongs to another mask (or no mask), not to rounding.
+    """
+    expected = values.to(device=factor.device, dtype=factor.dtype)
+    return int((mask.to(factor.device) & (factor != expected)).sum())
+
+
 @dataclass(frozen=True)
 class LayerSpec:
     """One adapted layer.
@@ -294,7 +304,7 @@ class RepresentationSpec:
                     f"dimensions as the other factors{f' {batch}' if batch is not None else ''}."
                 )
             batch = lead
-            pieces.append(value.reshape(*lead, -1))
+            pieces.append(value.reshape(*lead, math.prod(shape)))  # not -1: ambiguous for an empty batch
         return torch.cat(pieces, dim=-1)
 
     def unflatten(self, vectors: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -368,13 +378,20 @@ class RepresentationSpec:
             found.append("the layers are listed in a different order")
         return sorted(found)
 
-    def check_matches(self, other: RepresentationSpec, what: str = "these weights") -> None:
-        """Raise a ValueError listing every difference if `other` does not describe the same representation."""
+    def check_matches(
+        self,
+        other: RepresentationSpec,
+        what: str = "these weights",
+        against: str = "this spec",
+        fix: str = "Decode them with the base field and spec they were made with.",
+    ) -> None:
+        """Raise a ValueError naming both representations and listing every difference if `other` (the spec of
+        `what`) does not describe the same representation as this spec (the one of `against`)."""
         differences = self.differences(other)
         if differences:
             raise ValueError(
-                f"The representation spec of {what} does not match: " + "; ".join(differences) + ". Decode them with "
-                "the base field and spec they were made with."
+                f"{what[:1].upper()}{what[1:]} ({other.name!r} weights) does not match {against} ({self.name!r} "
+                f"weights); differences ({against} != {what}): {'; '.join(differences)}. {fix}"
             )
 
     # -- serialisation -------------------------------------------------------------------------------------------

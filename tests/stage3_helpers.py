@@ -1,4 +1,4 @@
-"""Small stage-3 artefacts made in the tests: a tiny baked field, a weight data set on it, and a pipeline."""
+"""Small artefacts made in the tests: tiny baked fields (saved or not), a weight data set on one, and a pipeline."""
 
 from __future__ import annotations
 
@@ -21,6 +21,14 @@ def make_field(modality: str = "image") -> NeuralFieldModel:
     torch.manual_seed(0)
     config = NeuralFieldConfig(modality=modality, hidden_size=16, num_layers=2, num_fourier_features=8, baked=True)
     return NeuralFieldModel(config).eval()
+
+
+def save_image_field(folder: Path, seed: int = 0, hidden_size: int = 24, num_layers: int = 2) -> str:
+    """Save a baked image field of default Fourier features, seeded, to `folder` (created); return its path."""
+    torch.manual_seed(seed)
+    config = NeuralFieldConfig(modality="image", hidden_size=hidden_size, num_layers=num_layers)
+    NeuralFieldModel(config).bake().save_pretrained(folder)
+    return str(folder)
 
 
 def make_weights(count: int, field: NeuralFieldModel, seed: int = 0) -> dict[str, torch.Tensor]:

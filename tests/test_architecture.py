@@ -1,9 +1,9 @@
 """The stages import one way, and only through each other's public packages (README, "Architecture").
 
 data -> fields -> tuners -> representations -> encoding -> models -> pipelines -> reproduction; the leaves (spec,
-checks, metrics, training and the package's own plumbing) may be imported by anyone. A stage imports another stage
-only from that stage's packages (`hf_wlora.fields`, `hf_wlora.fields.auto_decoder`, ...), never from one of its
-modules or a private name, so a stage can reorganise its modules without breaking the others.
+checks, differences, files, metrics, training and the package's own plumbing) may be imported by anyone. A stage
+imports another stage only from that stage's packages (`hf_wlora.fields`, `hf_wlora.fields.auto_decoder`, ...), never
+from one of its modules or a private name, so a stage can reorganise its modules without breaking the others.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 
 PACKAGE = Path(__file__).parent.parent / "hf_wlora"
 STAGES = ("data", "fields", "tuners", "representations", "encoding", "models", "pipelines", "reproduction")
-LEAVES = ("spec", "checks", "metrics", "training", "resources", "_lazy", "_import_hooks")
+LEAVES = ("spec", "checks", "differences", "files", "metrics", "training", "resources", "_lazy", "_import_hooks")
 # top-level modules above every stage: the demo and the CLI, which wires each stage's command module
 TOP = ("demo", "cli")
 # the one import of a top-level module by a stage: the small-scale studies run at the demo's tuned budgets

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from stage3_helpers import save_image_field
 
 from hf_wlora.encoding import encoder as encode_module
 from hf_wlora.encoding import load_weight_dataset
@@ -22,10 +23,7 @@ ROOT = Path(__file__).parent.parent
 
 @pytest.fixture(scope="module")
 def field_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("field")
-    NeuralFieldModel(NeuralFieldConfig(modality="image", hidden_size=24, num_layers=2)).bake().save_pretrained(folder)
-    return str(folder)
+    return save_image_field(tmp_path_factory.mktemp("field"))
 
 
 def config(field_dir: str, output_dir: Path, **overrides) -> EncodeConfig:
@@ -134,7 +132,7 @@ def test_config_from_yaml_and_errors(field_dir: str, tmp_path: Path) -> None:
         "mlora_asym": 1e-1,
     }
     assert EncodeConfig(field="f", output_dir="o", representation="mlora", learning_rate=3e-2).learning_rate == 3e-2
-    with pytest.raises(ValueError, match="Unknown encode settings"):
+    with pytest.raises(ValueError, match=r"unknown key 'stepz'\. Did you mean 'steps'"):
         EncodeConfig.from_dict({"field": "f", "output_dir": "o", "stepz": 3})
     with pytest.raises(ValueError, match="representation"):
         EncodeConfig(field="f", output_dir="o", representation="dora")

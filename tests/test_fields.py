@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import math
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -362,3 +363,17 @@ def test_degenerate_grids_raise_or_report() -> None:
     assert sorted(result.failures) == [1, 2, 3] and "NaN" in result.failures[3]
     with pytest.raises(ValueError):
         extract_meshes(torch.ones(4, 4))
+
+
+def test_a_weights_file_missing_a_tensor_does_not_load(tmp_path: Path) -> None:
+    """transformers would initialise the missing layer afresh and only log it: a random base field, silently."""
+    from safetensors.torch import load_file, save_file
+    from transformers import AutoModel
+
+    NeuralFieldModel(NeuralFieldConfig(modality="image", hidden_size=16, num_layers=2)).bake().save_pretrained(tmp_path)
+    state = load_file(tmp_path / "model.safetensors")
+    del state["trunk.0.linear.bias"]
+    save_file(state, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    for loader in (NeuralFieldModel.from_pretrained, AutoModel.from_pretrained):
+        with pytest.raises(ValueError, match=r"does not hold the weights its config needs: missing keys \['trunk\.0"):
+            loader(tmp_path)

@@ -247,7 +247,7 @@ def test_bad_input_gives_clear_errors() -> None:
     with pytest.raises(ValueError, match="needs a class-conditional model and class_labels"):
         pipe(1, guidance_scale=2.0)
     for bad in (float("nan"), float("inf")):  # refused before any denoising step
-        with pytest.raises(ValueError, match="guidance_scale must be finite"):
+        with pytest.raises(ValueError, match="guidance_scale must be a finite number"):
             pipe(1, class_labels=0, guidance_scale=bad)
     with pytest.raises(ValueError, match="resolution must be an integer >= 2, got 0"):
         pipe(1, resolution=0)

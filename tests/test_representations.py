@@ -142,7 +142,13 @@ def test_psnr_from_mse_matches_psnr() -> None:
 def test_a_row_of_factors_becomes_a_peft_model(image_field: NeuralFieldModel, tmp_path: Path) -> None:
     representation = make_representation("lora_asym", image_field, rank=2)
     start = representation.initial_factors()
-    factors = {name: value + 0.1 * torch.randn_like(value) for name, value in start.items()}
+    masks = representation.spec.masks()  # the frozen entries keep the mask's values, as in every real row
+    factors = {
+        name: torch.where(
+            masks.get(name, torch.zeros_like(value, dtype=torch.bool)), value, value + 0.1 * torch.randn_like(value)
+        )
+        for name, value in start.items()
+    }
     model = peft_model_from_factors(representation.spec, image_field, factors)
     assert isinstance(model, PeftModel) and "mlora_A" not in dict(image_field.named_parameters())  # field untouched
     assert all(torch.equal(peft_model_to_row(model)[name], factors[name]) for name in factors)

@@ -20,6 +20,7 @@ from .._lazy import lazy_attributes
 # public name -> submodule that defines it
 _LAZY_ATTRIBUTES: dict[str, str] = {
     "DATA_SOURCES": ".sources",
+    "data_modality": ".sources",
     "open_data_source": ".sources",
     "parse_data_source": ".sources",
     "ImageInstance": ".base",
@@ -83,7 +84,7 @@ if TYPE_CHECKING:
     )
     from .sdf_files import SDF_EXTENSIONS, load_sdf_samples, read_sdf_file, save_sdf_samples
     from .shapes import SHAPE_CLASS_NAMES, PrimitiveUnion, ProceduralShapes, make_shape
-    from .sources import DATA_SOURCES, open_data_source, parse_data_source
+    from .sources import DATA_SOURCES, data_modality, open_data_source, parse_data_source
 
 # Kept literal so linters and IDEs see the re-exports; a test checks it matches _LAZY_ATTRIBUTES.
 __all__ = [
@@ -103,6 +104,7 @@ __all__ = [
     "ShapeCollection",
     "ShapeInstance",
     "center_crop_resize",
+    "data_modality",
     "image_grid_samples",
     "load_hf_images",
     "load_image_folder",

@@ -156,8 +156,8 @@ class InstanceDataset(Sequence[T]):
 class ImageCollection(InstanceDataset[ImageInstance]):
     """Images loaded into memory (from a folder or a `datasets` data set).
 
-    Images are kept as they were decoded (uint8 for PIL images, to use a quarter of the memory) and converted to
-    float32 in [0, 1] when an instance is accessed.
+    Images are kept as they were decoded (uint8 for 8-bit images, to use a quarter of the memory; float32 for float
+    and 16-bit data) and converted to float32 in [0, 1] when an instance is accessed.
     """
 
     def __init__(

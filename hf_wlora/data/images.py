@@ -20,6 +20,25 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 _BATCH = 256  # rows read from a `datasets` data set at a time
 _SIZE_FIX = "Pass resolution=N to centre-crop and resize every image to N x N"
+_MAX_16_BIT = 65535  # white in a 16-bit image
+
+
+def _deep_pil_to_float(image: Any) -> np.ndarray:
+    """Grey values in [0, 1] of a PIL image of more than 8 bits per pixel: modes "I;16*" and "I" (Pillow's modes
+    for 16-bit PNG and TIFF data, rescaled by 65535) and "F" (floats, kept as they are and checked as float arrays).
+
+    `convert("RGB")` would clip such values at 255, so a 16-bit image would load as nearly all white.
+    """
+    array = np.asarray(image)
+    if image.mode == "F":
+        return array
+    low, high = int(array.min()), int(array.max())
+    if low < 0 or high > _MAX_16_BIT:
+        raise ValueError(
+            f"integer image (mode {image.mode}) with values in [{low}, {high}], outside the 16-bit range "
+            f"[0, {_MAX_16_BIT}], so its bit depth is unknown; save it as an 8-bit or 16-bit image"
+        )
+    return array.astype(np.float32) / _MAX_16_BIT
 
 
 def _pil_to_rgb(image: Any) -> Any:
@@ -66,11 +85,13 @@ def _float_crop_resize(array: np.ndarray, resolution: int) -> np.ndarray:
 def to_image_array(value: Any, resolution: int | None = None) -> np.ndarray:
     """Decode an image (PIL image, path, bytes, `datasets` image dict, or (H, W[, C]) array) to (H, W, 3).
 
-    Returns uint8 for 8-bit data and float32 in [0, 1] for float arrays; resized as described in the module
-    docstring when `resolution` is given.
+    Returns uint8 for 8-bit data, and float32 in [0, 1] for float arrays and for images of more than 8 bits per
+    pixel (16-bit images are divided by 65535, so they match the same picture at 8 bits); resized as described in
+    the module docstring when `resolution` is given.
 
     Raises:
-        ValueError: with the problem (undecodable data, NaN/inf, float values outside [0, 1], wrong shape).
+        ValueError: with the problem (undecodable data, NaN/inf, float values outside [0, 1], integer values beyond
+            16 bits, wrong shape).
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -87,6 +108,8 @@ def to_image_array(value: Any, resolution: int | None = None) -> np.ndarray:
                 value = opened.copy()
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
             raise ValueError(f"cannot be decoded as an image ({type(error).__name__}: {error})") from error
+    if isinstance(value, Image.Image) and (value.mode.startswith("I") or value.mode == "F"):
+        value = _deep_pil_to_float(value)
     if isinstance(value, Image.Image):
         image = _pil_to_rgb(value)
         if resolution is not None:

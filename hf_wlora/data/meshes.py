@@ -23,18 +23,27 @@ def read_mesh(path: PathLike) -> Any:
     """Read one file as a single `trimesh.Trimesh` (scenes such as .glb are merged into one mesh).
 
     Raises:
-        ValueError: naming the file, if it cannot be read, has no faces or has non-finite vertices.
+        ValueError: naming the file, if it cannot be read, has no faces, has non-finite vertices, or has zero
+            surface area (every face degenerate: coincident or collinear vertices).
     """
     import trimesh
 
     try:
-        mesh = trimesh.load(str(path), force="mesh")
+        # Unprocessed first: trimesh's processing silently drops NaN/inf vertices and the faces using them.
+        mesh = trimesh.load(str(path), force="mesh", process=False)
     except Exception as error:  # trimesh raises many types for corrupt files
         raise ValueError(f"{path}: cannot be read as a mesh ({type(error).__name__}: {error})") from error
     if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
         raise ValueError(f"{path}: the mesh has no faces (empty, or a point cloud)")
     if not np.isfinite(mesh.vertices).all():
         raise ValueError(f"{path}: the mesh has NaN or infinite vertex coordinates")
+    mesh.process()  # merge duplicate vertices, as trimesh.load does by default
+    # Relative to the bounding-box diagonal, so rounding on collinear vertices far from the origin still counts as 0.
+    if not mesh.area > 1e-12 * mesh.scale**2:
+        raise ValueError(
+            f"{path}: the mesh has zero surface area (every face is degenerate: its vertices coincide or are "
+            "collinear), so it has no surface to fit"
+        )
     return mesh
 
 
@@ -74,7 +83,8 @@ def load_mesh_folder(
             directly in `root` (a single class named after the folder). Ids are paths relative to `root`.
         radius: Normalise every mesh into the ball of this radius; None keeps the file's coordinates.
         on_error: `"raise"` (default) raises a `ValueError` on the first bad mesh (unreadable, no faces, non-finite
-            vertices); `"skip"` skips bad meshes, lists them in `.skipped` and logs a warning naming each.
+            vertices, zero surface area); `"skip"` skips bad meshes, lists them in `.skipped` and logs a warning
+            naming each.
         extensions: File extensions to load (case-insensitive).
 
     Example:

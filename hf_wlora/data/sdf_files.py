@@ -6,6 +6,10 @@ Accepted formats:
     DeepSDF (samples outside and inside the surface);
   - `.npy` of shape (N, 4), rows `x, y, z, sdf` (memory-mapped, so large files cost little RAM).
 Coordinates are used as stored: they should already be normalised to the [-1, 1] cube the fields are trained on.
+A file is refused (it is a bad item, see `load_sdf_samples`) when its samples cannot be that: coordinates beyond
+`COORDINATE_LIMIT`, SDF values all of one sign (no surface), or an |sdf| larger than the diagonal of the samples'
+bounding box (the surface lies between samples of opposite signs, so no true distance to it is larger; such values
+are in other units than the points).
 """
 
 from __future__ import annotations
@@ -21,6 +25,52 @@ from .base import BadItems, OnError, PathLike, ShapeCollection, ShapeInstance, r
 logger = logging.getLogger(__name__)
 
 SDF_EXTENSIONS: tuple[str, ...] = (".npz", ".npy")
+
+# Largest |coordinate| accepted. Fields are trained and meshed in [-1, 1]^3; the margin admits DeepSDF's sets, whose
+# shapes fill the ball of radius 1/1.03 and whose near-surface samples carry Gaussian noise (std ~0.07), so some
+# rows lie a little outside the cube. Coordinates beyond it were never normalised (e.g. millimetres).
+COORDINATE_LIMIT = 1.5
+
+# np.load takes a file that starts with neither signature for pickled objects and, with allow_pickle=False, says
+# to pass allow_pickle=True: advice never to follow for a data file, so such files are refused first.
+_NPY_SIGNATURE = np.lib.format.MAGIC_PREFIX
+_ZIP_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06")  # the two an .npz (a zip archive) can start with, as np.load checks
+
+
+def _check_signature(path: Path, npy: bool) -> None:
+    with open(path, "rb") as file:
+        head = file.read(len(_NPY_SIGNATURE))
+    if npy and not head.startswith(_NPY_SIGNATURE):
+        raise ValueError(f"{path}: not a numpy .npy array file (corrupt, or another format); re-save it with np.save")
+    if not npy and not head.startswith(_ZIP_SIGNATURES):
+        raise ValueError(
+            f"{path}: not a numpy .npz archive of arrays (corrupt, or another format); re-save it with np.savez"
+        )
+
+
+def _check_samples(path: Path, points: np.ndarray, sdf: np.ndarray) -> None:
+    """Refuse samples that cannot be an SDF in the fields' cube (see the module docstring)."""
+    reach = float(np.abs(points).max())
+    if reach > COORDINATE_LIMIT:
+        raise ValueError(
+            f"{path}: coordinates reach {reach:.4g}, outside [-{COORDINATE_LIMIT:g}, {COORDINATE_LIMIT:g}]^3 (the "
+            "fields' cube [-1, 1]^3 with a margin for near-surface noise); normalise the shape into [-1, 1]^3 first"
+        )
+    low, high = float(sdf.min()), float(sdf.max())
+    if low > 0 or high < 0:
+        sign = "positive" if low > 0 else "negative"
+        raise ValueError(
+            f"{path}: every SDF value is {sign} ({low:.3g} to {high:.3g}), so the samples hold no surface; "
+            "include samples from both sides of the surface"
+        )
+    diagonal = float(np.linalg.norm(points.max(0) - points.min(0)))
+    largest = max(-low, high)
+    if largest > diagonal * (1 + 1e-4) + 1e-6:  # slack for float32 rounding
+        raise ValueError(
+            f"{path}: |sdf| reaches {largest:.4g}, more than the {diagonal:.3g} diagonal of the samples' bounding "
+            "box, which no distance to a surface lying between them can exceed; store SDF values in the same "
+            "units as the points"
+        )
 
 
 def _rows(array: np.ndarray, path: PathLike, name: str) -> np.ndarray:
@@ -38,12 +88,15 @@ def read_sdf_file(path: PathLike, drop_nan_rows: bool = False) -> tuple[np.ndarr
             sets contain a few such rows, which DeepSDF's own loader also removes.
 
     Raises:
-        ValueError: naming the file, for an unreadable file, unknown keys, wrong shapes, no rows, or non-finite
-            values (unless `drop_nan_rows`).
+        ValueError: naming the file, for an unreadable file (not an .npz/.npy, or arrays of Python objects),
+            unknown keys, wrong shapes, no rows, non-finite values (unless `drop_nan_rows`), or samples that cannot
+            be an SDF in the fields' cube (see the module docstring).
     """
     path = Path(path)
+    npy = path.suffix.lower() == ".npy"
     try:
-        if path.suffix.lower() == ".npy":
+        _check_signature(path, npy)
+        if npy:
             rows = _rows(np.load(path, mmap_mode="r", allow_pickle=False), path, "the array")
             points, sdf = rows[:, :3], rows[:, 3]
         else:
@@ -65,6 +118,11 @@ def read_sdf_file(path: PathLike, drop_nan_rows: bool = False) -> tuple[np.ndarr
     except ValueError as error:
         if str(error).startswith(str(path)):
             raise
+        if "allow_pickle" in str(error):  # numpy's advice to unpickle must not reach the user
+            raise ValueError(
+                f"{path}: holds arrays of Python objects, which are never loaded (unpickling a file can run code); "
+                "store numeric arrays"
+            ) from error
         raise ValueError(f"{path}: cannot be read as an SDF sample file ({error})") from error
     except Exception as error:  # numpy and zipfile raise many types for corrupt files
         raise ValueError(f"{path}: cannot be read as an SDF sample file ({type(error).__name__}: {error})") from error
@@ -79,7 +137,9 @@ def read_sdf_file(path: PathLike, drop_nan_rows: bool = False) -> tuple[np.ndarr
     if len(sdf) == 0:
         raise ValueError(f"{path}: the file holds no samples")
     # float32 copies only when needed: a float32 .npy stays memory-mapped.
-    return np.asarray(points, dtype=np.float32), np.asarray(sdf, dtype=np.float32)
+    points, sdf = np.asarray(points, dtype=np.float32), np.asarray(sdf, dtype=np.float32)
+    _check_samples(path, points, sdf)
+    return points, sdf
 
 
 def save_sdf_samples(path: PathLike, points: np.ndarray, sdf: np.ndarray) -> None:
@@ -107,8 +167,8 @@ def load_sdf_samples(
             `SdfSamples/ShapeNetV2/`), or files directly in `root` (a single class named after the folder). Ids are
             paths relative to `root`.
         on_error: `"raise"` (default) raises a `ValueError` on the first bad file (unreadable, wrong layout,
-            NaN/inf values, no rows); `"skip"` skips bad files, lists them in `.skipped` and logs a warning naming
-            each.
+            NaN/inf values, no rows, coordinates or SDF values out of range, no surface); `"skip"` skips bad files,
+            lists them in `.skipped` and logs a warning naming each.
         drop_nan_rows: Drop non-finite rows instead of treating the file as bad (see `read_sdf_file`).
         extensions: File extensions to load (case-insensitive).
 

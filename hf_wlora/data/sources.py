@@ -21,6 +21,7 @@ DATA_SOURCES: dict[str, tuple[Callable[..., Any], bool]] = {
     "mesh-folder": (meshes.load_mesh_folder, True),
     "sdf-samples": (sdf_files.load_sdf_samples, True),
 }
+IMAGE_SOURCES = ("builtin-glyphs", "image-folder", "hf-images")  # the others hold shapes
 
 
 def parse_data_source(source: Any) -> tuple[str, str | None]:
@@ -39,6 +40,11 @@ def parse_data_source(source: Any) -> tuple[str, str | None]:
     if not takes_location and colon:
         raise ValueError(f"data source {kind!r} takes no location; set its options (data_options) instead.")
     return kind, location or None
+
+
+def data_modality(source: str) -> str:
+    """What the data source `source` holds: "image" (2-D) or "shape" (3-D), told by its kind, without opening it."""
+    return "image" if parse_data_source(source)[0] in IMAGE_SOURCES else "shape"
 
 
 def open_data_source(source: str, options: dict[str, Any] | None = None) -> base.InstanceDataset:

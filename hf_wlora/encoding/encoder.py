@@ -2,27 +2,30 @@
 
 Instances are fitted in batches (`fit_instances`) and written as they finish (`WeightDatasetWriter`), so a killed
 run resumes where it stopped: instances already written are skipped, and the finished data set equals an
-uninterrupted run's. Under `accelerate launch` every process takes every k-th instance and writes its own parts;
-the main process finalises the shards once all are done.
+uninterrupted run's. A resume must read the same base field (its weights' hash is one of the run's settings) and the
+same data (every written instance's content hash is checked against the source).
+
+Under `accelerate launch` every process takes every k-th instance and writes its own parts; the main process
+finalises the shards once all are done.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
-import yaml
 from tqdm.auto import tqdm
 
-from ..checks import check_int
+from ..checks import check_int, check_number, check_output_dir
 from ..representations import (
     DEFAULT_LEARNING_RATES,
     POINTS_PER_SHAPE,
     FitSettings,
     Representation,
     StandaloneMLPRepresentation,
+    check_field_modality,
     fit_instances,
     instance_targets,
     load_base_field,
@@ -30,10 +33,12 @@ from ..representations import (
     reconstruction_scores,
 )
 from ..spec import DEFAULT_MASK_RATIO, DEFAULT_MASK_SEED, REPRESENTATIONS
+from ..training.config_checks import RecipeSection
+from .fingerprints import instance_fingerprint, module_fingerprint
 
 
 @dataclass
-class EncodeConfig:
+class EncodeConfig(RecipeSection):
     """Settings of an encoding run (the `encode` section of a recipe YAML).
 
     Args:
@@ -61,6 +66,8 @@ class EncodeConfig:
         seed: Seed of the initial factors and the per-step point subsets.
         split: Split name of the weight data set.
     """
+
+    section: ClassVar[str] = "encode"
 
     field: str
     output_dir: str
@@ -90,13 +97,21 @@ class EncodeConfig:
     def __post_init__(self) -> None:
         if self.representation not in REPRESENTATIONS:
             raise ValueError(f"representation must be one of {REPRESENTATIONS}, got {self.representation!r}.")
-        for name in ("batch_size", "points_per_shape", "mesh_resolution", "rank"):
+        check_output_dir(self.output_dir)
+        for name in ("batch_size", "points_per_shape", "mesh_resolution", "rank", "steps"):
             check_int(getattr(self, name), name, minimum=1)
+        for name in ("points_per_step", "shard_size", "mlp_hidden_size"):
+            if getattr(self, name) is not None:
+                check_int(getattr(self, name), name, minimum=1)
+        for name in ("seed", "mask_seed"):
+            check_int(getattr(self, name), name, minimum=0)
+        for name in ("learning_rate", "alpha", "kappa"):
+            if getattr(self, name) is not None:
+                check_number(getattr(self, name), name, positive=True)
+        check_number(self.mask_ratio, "mask_ratio", fraction=True)
         is_mlp = self.representation.startswith("mlp")
-        if self.mlp_hidden_size is not None:
-            check_int(self.mlp_hidden_size, "mlp_hidden_size", minimum=1)
-            if not is_mlp:
-                raise ValueError(f"mlp_hidden_size sets the mlp kinds' width; {self.representation} adapts the field.")
+        if self.mlp_hidden_size is not None and not is_mlp:
+            raise ValueError(f"mlp_hidden_size sets the mlp kinds' width; {self.representation} adapts the field.")
         if self.target_modules is not None and is_mlp:
             raise ValueError(f"target_modules chooses the layers a LoRA adapts; {self.representation} trains them all.")
         if self.learning_rate is None:
@@ -141,21 +156,6 @@ class EncodeConfig:
             representation.set_initial_factors({name: value[0] for name, value in first.factors.items()})
         return representation
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], **overrides: Any) -> EncodeConfig:
-        merged = {**data, **{key: value for key, value in overrides.items() if value is not None}}
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(merged) - known)
-        if unknown:
-            raise ValueError(f"Unknown encode settings {unknown}; valid settings: {sorted(known)}.")
-        return cls(**merged)
-
-    @classmethod
-    def from_yaml(cls, path: str | Path, section: str = "encode", **overrides: Any) -> EncodeConfig:
-        """Read the `encode` section of a recipe YAML (or the whole file if it has no such section)."""
-        document = yaml.safe_load(Path(path).read_text()) or {}
-        return cls.from_dict(document.get(section, document), **overrides)
-
 
 @dataclass
 class EncodeResult:
@@ -188,15 +188,44 @@ def _process_grid() -> Any:
     return state
 
 
+def _check_source_unchanged(committed: dict[int, tuple[str, str | None]], source: Any, progress_dir: Path) -> None:
+    """Refuse to resume when an instance already encoded is no longer at its place in the source, or has changed.
+
+    Mixing rows fitted to two versions of the data would give a data set that matches neither; naming the instances
+    lets the user restore them.
+    """
+    moved, changed = [], []
+    for index, (instance_id, fingerprint) in sorted(committed.items()):
+        instance = source[index] if index < len(source) else None
+        if instance is None or instance.id != instance_id:
+            moved.append(instance_id)
+        elif fingerprint is not None and instance_fingerprint(instance) != fingerprint:
+            changed.append(instance_id)
+    problems = []
+    if moved:
+        problems.append(
+            f"{len(moved)} encoded instances are no longer at their place in the source (deleted, renamed or "
+            f"reordered files; the first: {moved[:5]})"
+        )
+    if changed:
+        problems.append(f"{len(changed)} encoded instances have other contents now (the first: {changed[:5]})")
+    if problems:
+        raise ValueError(
+            f"The data source changed since this encoding started: {'; '.join(problems)}. Restore the original data, "
+            f"encode into another output_dir, or delete {progress_dir} to encode the split afresh."
+        )
+
+
 def encode(config: EncodeConfig, progress: bool = True) -> EncodeResult:
     """Fit every instance of the data source and write the weight data set to `config.output_dir`."""
     from ..data import open_data_source
     from .info import INFO_FILE_NAME, WeightDatasetInfo
-    from .writer import WeightDatasetWriter
+    from .writer import PROGRESS_DIR, WeightDatasetWriter
 
     state = _process_grid()
     process_index, num_processes = state.process_index, state.num_processes
     base_field = load_base_field(config.field, config.field_subfolder, config.field_revision)
+    check_field_modality(base_field, config.data, config.field)
     revision = _field_commit(config)
     source = open_data_source(config.data, config.data_options)
     representation = config.build_representation(base_field, source)
@@ -207,14 +236,18 @@ def encode(config: EncodeConfig, progress: bool = True) -> EncodeResult:
         base_field=config.field,
         base_field_revision=revision,
         base_field_subfolder=config.field_subfolder,
+        base_field_sha256=module_fingerprint(base_field),
         class_names=list(source.class_names) if getattr(source, "class_names", None) else None,
         encoding=config.result_settings(),
     )
     writer = WeightDatasetWriter(
         config.output_dir, info, split=config.split, shard_size=config.shard_size, process_index=process_index
     )
-    done = writer.done_ids()
-    todo = [index for index in range(process_index, len(source), num_processes) if source[index].id not in done]
+    state.wait_for_everyone()  # every process has dropped its unreadable parts before any reads the others'
+    committed = {index: (instance_id, fingerprint) for instance_id, index, fingerprint in writer.committed()}
+    mine = {index: entry for index, entry in committed.items() if index % num_processes == process_index}
+    _check_source_unchanged(mine, source, Path(config.output_dir) / PROGRESS_DIR / config.split)  # all, over processes
+    todo = [index for index in range(process_index, len(source), num_processes) if index not in committed]
     batches = [todo[start : start + config.batch_size] for start in range(0, len(todo), config.batch_size)]
     bar = tqdm(batches, desc=f"encoding {representation.name}", disable=not (progress and state.is_main_process))
     for batch in bar:
@@ -225,7 +258,8 @@ def encode(config: EncodeConfig, progress: bool = True) -> EncodeResult:
             representation, result.factors, instances, coords, targets, config.mesh_resolution, config.seed
         )
         labels = [instance.label for instance in instances]
-        writer.write([instance.id for instance in instances], labels, result.factors, scores, indices=batch)
+        ids, fingerprints = [instance.id for instance in instances], [instance_fingerprint(i) for i in instances]
+        writer.write(ids, labels, result.factors, scores, indices=batch, fingerprints=fingerprints)
         bar.set_postfix({info.score_name: f"{np.nanmean(scores):.3g}"})
     state.wait_for_everyone()
     if state.is_main_process:

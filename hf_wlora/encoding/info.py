@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
+from ..differences import setting_differences
 from ..spec import RepresentationSpec
 
 INFO_FILE_NAME = "wlora_info.json"
@@ -42,6 +43,8 @@ class WeightDatasetInfo:
             kinds, which have no base).
         base_field_revision: The base field's revision, ideally a commit hash, when known.
         base_field_subfolder: Subfolder of `base_field` that holds the field (e.g. "field" in a pipeline repo).
+        base_field_sha256: SHA-256 of the (baked) base field's weights (`module_fingerprint`), so a resumed encoding
+            never mixes rows fitted on two fields saved at the same place, and users can check which field it was.
         class_names: Names of the labels, if the source data set has classes; the `label` column is then a
             `ClassLabel`.
         encoding: The encoding settings (steps, learning rate, points per step, ...), JSON-serialisable.
@@ -55,6 +58,7 @@ class WeightDatasetInfo:
     base_field: str | None = None
     base_field_revision: str | None = None
     base_field_subfolder: str | None = None
+    base_field_sha256: str | None = None
     class_names: list[str] | None = None
     encoding: dict[str, Any] = field(default_factory=dict)
     splits: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -90,10 +94,8 @@ class WeightDatasetInfo:
     def setting_differences(self, other: WeightDatasetInfo) -> list[str]:
         """Human-readable differences between the settings of `self` and `other` (empty if they agree)."""
         ours, theirs = self.settings(), other.settings()
-        found = [
-            f"{key}: {ours[key]!r} != {theirs[key]!r}" for key in ours if key != "spec" and ours[key] != theirs[key]
-        ]
-        return self.spec.differences(other.spec) + found
+        del ours["spec"], theirs["spec"]
+        return self.spec.differences(other.spec) + setting_differences(ours, theirs)
 
     def with_split(self, split: str, figures: dict[str, float]) -> WeightDatasetInfo:
         """A copy with `figures` recorded for `split` (other splits kept)."""

@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from datasets import Features
 
+from ..files import commit_path
 from .card import write_card
 from .info import INFO_FILE_NAME, WeightDatasetInfo, score_figures
 from .schema import SCORE_COLUMN
@@ -76,14 +77,14 @@ def write_parquet_atomic(table: pa.Table, path: Path) -> None:
     """Write `table` to `path` through a temporary file in the same folder, renamed into place when complete."""
     temporary = _temporary_path(path)
     pq.write_table(table, temporary)
-    os.replace(temporary, path)
+    commit_path(temporary, path)
 
 
 def write_text_atomic(path: Path, text: str) -> None:
     """Write `text` to `path` through a temporary file in the same folder, renamed into place when complete."""
     temporary = _temporary_path(path)
     temporary.write_text(text)
-    os.replace(temporary, path)
+    commit_path(temporary, path)
 
 
 def merged_info(folder: Path, info: WeightDatasetInfo) -> WeightDatasetInfo:

@@ -72,14 +72,8 @@ class WeightDataset:
         Keys and shapes follow `spec.factor_shapes()`; 1-D factors come back 1-D, not as their stored (1, n).
         """
         shapes = self.spec.factor_shapes()
-        rows = range(len(self.dataset))
         batched = not isinstance(index, (int, np.integer))
-        if not batched:
-            positions = [rows[index]]
-        elif isinstance(index, slice):
-            positions = list(rows[index])
-        else:
-            positions = [rows[position] for position in index]
+        positions = self._positions(index)
         # One Arrow take and a flat view per column: datasets' numpy/torch formatting of Array2D goes through
         # per-row conversions, 2-20x slower on large batches.
         table = self.dataset.with_format("arrow", columns=list(shapes))[:].take(pa.array(positions, pa.int64()))
@@ -103,27 +97,48 @@ class WeightDataset:
         """Raise a ValueError listing every difference if `target` does not describe this data set's representation.
 
         Args:
-            target: A `RepresentationSpec`, or a model carrying an mLoRA adapter (a `PeftModel` or `MLoraModel`,
-                whose `representation_spec(adapter_name)` gives its spec).
+            target: A `RepresentationSpec`; a model carrying an mLoRA adapter (a `PeftModel` or `MLoraModel`, whose
+                `representation_spec(adapter_name)` gives its spec); or anything with a `spec` attribute, such as a
+                `WeightSpaceDiT`, a `WeightSpacePipeline` or a `Representation`.
             adapter_name: The adapter to compare when `target` is a model.
         """
         if isinstance(target, RepresentationSpec):
-            field_spec = target
+            field_spec, against = target, "the spec"
         elif callable(getattr(target, "representation_spec", None)):
-            field_spec = target.representation_spec(adapter_name)
+            field_spec, against = target.representation_spec(adapter_name), "the field it is decoded with"
+        elif isinstance(getattr(target, "spec", None), RepresentationSpec):
+            field_spec, against = target.spec, f"this {type(target).__name__}"
         else:
             raise TypeError(
-                f"check_compatible takes a RepresentationSpec or a model with an mLoRA adapter, got {type(target)}."
+                "check_compatible takes a RepresentationSpec, a model with an mLoRA adapter or an object with a "
+                f"`spec` (a WeightSpaceDiT or WeightSpacePipeline), got {type(target)}."
             )
-        differences = field_spec.differences(self.spec)
-        if differences:
-            base = self.info.base_field or "the field it was made with"
-            revision = f" at revision {self.info.base_field_revision}" if self.info.base_field_revision else ""
-            name = f" {self.source}" if self.source else ""
-            raise ValueError(
-                f"The weight data set{name} does not match the field it is decoded with (field != data set): "
-                f"{'; '.join(differences)}. Decode it with {base}{revision} and its spec ({self.spec.name})."
-            )
+        base = self.info.base_field or "the field it was made with"
+        revision = f" at revision {self.info.base_field_revision}" if self.info.base_field_revision else ""
+        name = f" {self.source}" if self.source else ""
+        field_spec.check_matches(
+            self.spec,
+            what=f"the weight data set{name}",
+            against=against,
+            fix=f"Decode it with {base}{revision} and its spec ({self.spec.name}), or with a pipeline trained on it.",
+        )
+
+    def select(self, indices: Index) -> WeightDataset:
+        """Rows `indices` (an int, a slice, a range or a list) as a weight data set with the same info and source.
+
+        The rows keep their spec, so e.g. `pipe.decode(weights.select(range(4)))` refuses weights of another
+        representation by name, which plain factor tensors cannot.
+        """
+        return replace(self, dataset=self.dataset.select(self._positions(indices)))
+
+    def _positions(self, index: Index) -> list[int]:
+        """The row positions `index` names (negative positions count from the end; out of range: IndexError)."""
+        rows = range(len(self.dataset))
+        if isinstance(index, (int, np.integer)):
+            return [rows[index]]
+        if isinstance(index, slice):
+            return list(rows[index])
+        return [rows[position] for position in index]
 
 
 def _read_info(source: str, revision: str | None, token: str | bool | None) -> tuple[WeightDatasetInfo, bool]:

@@ -4,21 +4,26 @@ While a split is being written, the folder holds a work area next to the data:
 
     output_dir/.wlora_progress/train/
       settings.json              the WeightDatasetInfo the run started with (a resumed run must match it)
-      progress-00000.jsonl       one line per committed part of process 0: {"part", "ids", "order"}
+      progress-00000.jsonl       one line per committed part of process 0: {"part", "ids", "order", "fingerprints"}
       part-00000-000000.parquet  one part per `write()` call, in the final schema
 
-A part counts as written once its line is in the progress file. The part is written to a temporary name and renamed
-first, and the line is appended after, so a kill at any moment leaves either a committed part, or a temporary file,
-an unlisted part or a torn last line; a new writer deletes the latter three, and `done_ids()` tells the encoder which
-instances to skip. `finalize()` sorts all committed rows by their order key (the instance index the encoder passes,
-or the order of writing) and cuts them into shards of `shard_size` rows, so the result depends only on which
-instances were written, not on batch sizes, crashes or the number of processes: a resumed run gives the same files
-as an uninterrupted one.
+A part counts as written once its line is in the progress file. The part is written to a temporary name, flushed to
+disk and renamed first, and the line is appended (and flushed) after, so a kill or a power cut at any moment leaves
+either a committed part, or a temporary file, an unlisted part or a torn last line; a new writer deletes the latter
+three, and `done_ids()` tells the encoder which instances to skip. A new writer also reads every committed part of its
+process back: one that is unreadable or holds other rows than its line says (a disk that lost it) is dropped with a
+warning, so its instances are encoded again instead of failing the finalisation. The per-instance `fingerprints` let
+the encoder check that a resumed run still reads the same data (`committed()`).
+
+`finalize()` sorts all committed rows by their order key (the instance index the encoder passes, or the order of
+writing) and cuts them into shards of `shard_size` rows, so the result depends only on which instances were written,
+not on batch sizes, crashes or the number of processes: a resumed run gives the same files as an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import shutil
@@ -46,6 +51,13 @@ from .shards import (
 
 PROGRESS_DIR = ".wlora_progress"
 _SETTINGS_FILE = "settings.json"
+
+logger = logging.getLogger(__name__)
+
+
+def _part_number(name: str) -> int:
+    """The running number of a part file, `part-PPPPP-NNNNNN.parquet`."""
+    return int(name.rsplit("-", 1)[1].split(".")[0])
 
 
 def _read_records(path: Path) -> tuple[list[dict[str, Any]], bool]:
@@ -119,8 +131,9 @@ class WeightDatasetWriter:
         self._records = self._recover()
         self._used_ids = self.done_ids()
         self._used_orders = {order for record in self._records for order in record["order"]}
-        self._next_order = sum(len(record["ids"]) for record in self._records)
-        self._next_part = len(self._records)
+        # past every committed key and part name: after a dropped part, the next write must not reuse a later one's
+        self._next_order = max(self._used_orders, default=-1) + 1
+        self._next_part = max((_part_number(record["part"]) for record in self._records), default=-1) + 1
 
     # -- resume --------------------------------------------------------------------------------------------------
     @property
@@ -142,21 +155,36 @@ class WeightDatasetWriter:
             )
 
     def _recover(self) -> list[dict[str, Any]]:
-        """This process's committed records; drops what a killed write left behind (torn line, unlisted parts)."""
+        """This process's committed records; drops what a killed write left behind (torn line, unlisted parts) and
+        committed parts that no longer read back."""
         records, torn = _read_records(self._progress_path)
-        if torn:
-            write_text_atomic(self._progress_path, "".join(json.dumps(record) + "\n" for record in records))
-        listed = {record["part"] for record in records}
-        missing = sorted(name for name in listed if not (self._work_dir / name).is_file())
-        if missing:
-            raise ValueError(
-                f"Parts {missing} are listed in {self._progress_path} but missing. Delete {self._work_dir} to start "
-                "the split afresh."
-            )
+        readable = [record for record in records if self._part_is_intact(record)]
+        if len(readable) < len(records) or torn:
+            write_text_atomic(self._progress_path, "".join(json.dumps(record) + "\n" for record in readable))
+        listed = {record["part"] for record in readable}
         for path in self._work_dir.glob(f"part-{self.process_index:05d}-*"):
             if path.name not in listed:  # written (or half written) by a killed process, never committed
                 path.unlink()
-        return records
+        return readable
+
+    def _part_is_intact(self, record: dict[str, Any]) -> bool:
+        """Whether a committed part reads back whole (it exists, parses, and has an id column), with exactly the ids
+        its progress line lists."""
+        path = self._work_dir / record["part"]
+        try:
+            table = pq.read_table(path)
+            intact = table.column(ID_COLUMN).to_pylist() == record["ids"]
+            problem = "holds other rows than its progress line lists"
+        except (OSError, KeyError, pa.ArrowException) as error:  # missing, truncated, overwritten, foreign
+            intact, problem = False, f"cannot be read ({type(error).__name__}: {error})"
+        if not intact:
+            logger.warning(
+                "The committed part %s %s; dropping it, so its %d instances are encoded again.",
+                path,
+                problem,
+                len(record["ids"]),
+            )
+        return intact
 
     def _all_records(self) -> list[dict[str, Any]]:
         """The committed records of every process, in process order."""
@@ -169,6 +197,16 @@ class WeightDatasetWriter:
         """Ids of every instance already written to this split (by any process): the encoder skips these."""
         return {instance for record in self._all_records() for instance in record["ids"]}
 
+    def committed(self) -> list[tuple[str, int, str | None]]:
+        """(id, order index, fingerprint or None) of every instance written to this split, by any process."""
+        return [
+            entry
+            for record in self._all_records()
+            for entry in zip(
+                record["ids"], record["order"], record.get("fingerprints") or [None] * len(record["ids"]), strict=True
+            )
+        ]
+
     # -- writing -------------------------------------------------------------------------------------------------
     def write(
         self,
@@ -178,6 +216,7 @@ class WeightDatasetWriter:
         scores: Sequence[float] | torch.Tensor | np.ndarray,
         *,
         indices: Sequence[int] | torch.Tensor | np.ndarray | None = None,
+        fingerprints: Sequence[str] | None = None,
     ) -> None:
         """Write one batch of fitted instances; it is on disk and in `done_ids()` when this returns.
 
@@ -189,6 +228,8 @@ class WeightDatasetWriter:
             scores: One reconstruction score per instance (NaN if it could not be measured).
             indices: The instances' positions in the source data set, which order the final rows; None orders rows
                 as they are written (enough for one process that always visits instances in the same order).
+            fingerprints: A content hash per instance (`instance_fingerprint`), kept with the part so that a resumed
+                run can check it reads the same data; None keeps none.
         """
         table = batch_table(self.info.spec, self.features, ids, labels, factors, scores)
         batch_ids = table.column(ID_COLUMN).to_pylist()
@@ -206,13 +247,18 @@ class WeightDatasetWriter:
         reused = sorted((set(order) & self._used_orders) | {index for index, n in Counter(order).items() if n > 1})
         if reused:
             raise ValueError(f"Indices {reused[:10]} were already written; every instance needs its own index.")
+        if fingerprints is not None and len(fingerprints) != len(batch_ids):
+            raise ValueError(f"Got {len(batch_ids)} ids but {len(fingerprints)} fingerprints; pass one per instance.")
         name = f"part-{self.process_index:05d}-{self._next_part:06d}.parquet"
         write_parquet_atomic(table, self._work_dir / name)
+        record = {"part": name, "ids": batch_ids, "order": order}
+        if fingerprints is not None:
+            record["fingerprints"] = [str(fingerprint) for fingerprint in fingerprints]
         with self._progress_path.open("a") as progress:  # the commit point of this batch
-            progress.write(json.dumps({"part": name, "ids": batch_ids, "order": order}) + "\n")
+            progress.write(json.dumps(record) + "\n")
             progress.flush()
             os.fsync(progress.fileno())
-        self._records.append({"part": name, "ids": batch_ids, "order": order})
+        self._records.append(record)
         self._used_ids.update(batch_ids)
         self._used_orders.update(order)
         self._next_order += len(batch_ids)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -93,6 +94,26 @@ class NeuralFieldModel(PreTrainedModel):
             # no demodulation on the head: it sets the output scale (StyleGAN2's toRGB does the same)
             self.head = ModulatedBlock(width, config.out_dim, style, None, demodulate=False, residual=False)
         self.post_init()
+
+    @classmethod
+    def from_pretrained(cls, *args: Any, **kwargs: Any) -> Any:
+        """transformers' `from_pretrained`, refusing a checkpoint that lacks a weight or holds one of another shape.
+
+        transformers would initialise such weights afresh and only log a report; a base field with a random layer
+        would then encode and decode every instance wrongly without a word.
+        """
+        wants_info = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
+        problems = {name: sorted(info[name]) for name in ("missing_keys", "mismatched_keys") if info.get(name)}
+        if problems:
+            where = args[0] if args else kwargs.get("pretrained_model_name_or_path")
+            raise ValueError(
+                f"The field at {where} does not hold the weights its config needs: "
+                + "; ".join(f"{name.replace('_', ' ')} {keys}" for name, keys in problems.items())
+                + ". The weights file is incomplete or belongs to another field: save the field again, or point at "
+                "the folder it was saved to."
+            )
+        return (model, info) if wants_info else model
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:

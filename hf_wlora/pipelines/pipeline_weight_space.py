@@ -16,12 +16,11 @@ downloaded. Nothing is ever executed from a downloaded file; tensors are safeten
 from __future__ import annotations
 
 import inspect
-import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -29,7 +28,7 @@ from diffusers import DiffusionPipeline, SchedulerMixin
 from diffusers.utils import BaseOutput, replace_example_docstring
 from PIL import Image
 
-from ..checks import check_int, is_int, is_number
+from ..checks import check_int, check_number, is_int
 from ..fields import NeuralFieldModel, extract_meshes, render_images, render_meshes, sdf_grid, to_pil
 from ..metrics import interpolation_weights
 from ..models import WeightSpaceDiT
@@ -44,8 +43,15 @@ from ..representations import (
 )
 from ..spec import RepresentationSpec
 
+if TYPE_CHECKING:
+    from ..encoding import WeightDataset
+
+    # what decode, interpolate and to_peft_model take: flat vectors, factors keyed by spec name, or rows that carry
+    # their spec (a WeightDataset, e.g. `weights.select(range(4))`), whose representation is then checked by name
+    Weights = torch.Tensor | Mapping[str, torch.Tensor] | WeightDataset
+
 OUTPUT_TYPES = ("pil", "np", "pt", "mesh", "weights")
-ClassLabels = int | str | Sequence[int | str] | torch.Tensor
+ClassLabels = int | str | Sequence[int | str] | np.ndarray | torch.Tensor
 
 EXAMPLE_DOC_STRING = """
     Examples:
@@ -140,14 +146,8 @@ class WeightSpacePipeline(DiffusionPipeline):
         """Raise a ValueError naming the first bad argument of a call, before any denoising step runs."""
         check_int(num_samples, "num_samples", minimum=1)
         check_int(num_inference_steps, "num_inference_steps", minimum=1)
-        self._check_output_type(output_type)
-        for name, value in (("resolution", resolution), ("mesh_resolution", mesh_resolution)):
-            if value is not None:
-                check_int(value, name, minimum=2)
-        if not is_number(guidance_scale):
-            raise ValueError(f"guidance_scale must be a number, got {guidance_scale!r}.")
-        if not math.isfinite(guidance_scale):
-            raise ValueError(f"guidance_scale must be finite, got {guidance_scale}.")
+        self._check_decode_options(output_type, resolution, mesh_resolution)
+        check_number(guidance_scale, "guidance_scale")
         if guidance_scale != 1.0 and class_labels is None:
             raise ValueError(
                 "Classifier-free guidance (guidance_scale != 1) needs a class-conditional model and class_labels; "
@@ -238,17 +238,21 @@ class WeightSpacePipeline(DiffusionPipeline):
     @torch.no_grad()
     def decode(
         self,
-        weights: torch.Tensor | Mapping[str, torch.Tensor],
+        weights: Weights,
         output_type: str = "pil",
         resolution: int | None = None,
         mesh_resolution: int | None = None,
         class_labels: torch.Tensor | None = None,
     ) -> WeightSpacePipelineOutput:
-        """Decode weights on the field: flat vectors (N, num_parameters), or factors (N, *shape) keyed by spec name.
+        """Decode weights on the field: flat vectors (N, num_parameters), factors (N, *shape) keyed by spec name, or
+        the rows of a `WeightDataset` (e.g. `weights.select(range(4))`).
 
+        A weight data set carries its spec, so one of another representation (an mlora set through an mlora_asym
+        pipeline: same shapes) is refused with both names; plain tensors cannot say what they are, and are taken as
+        this pipeline's representation. At least one instance is needed (zero rows: ValueError).
         `class_labels` are only passed through to the output (the labels the weights were sampled with).
         """
-        self._check_output_type(output_type)
+        self._check_decode_options(output_type, resolution, mesh_resolution)
         factors = self._as_factors(weights)
         decoded: dict[str, Any] = {}
         if output_type != "weights":
@@ -282,8 +286,8 @@ class WeightSpacePipeline(DiffusionPipeline):
     @torch.no_grad()
     def interpolate(
         self,
-        start: torch.Tensor | Mapping[str, torch.Tensor],
-        end: torch.Tensor | Mapping[str, torch.Tensor],
+        start: Weights,
+        end: Weights,
         num_points: int = 8,
         output_type: str = "pil",
         resolution: int | None = None,
@@ -302,16 +306,21 @@ class WeightSpacePipeline(DiffusionPipeline):
             interpolation_weights(first[0], last[0], num_points), output_type, resolution, mesh_resolution
         )
 
-    def to_peft_model(self, weights: torch.Tensor | Mapping[str, torch.Tensor], index: int = 0) -> Any:
-        """Instance `index` of `weights` (e.g. `output.weights` of a call) as a `PeftModel`: a copy of the base field
-        carrying that instance's mLoRA adapter, which `save_pretrained` writes as an ordinary PEFT adapter folder.
+    def to_peft_model(self, weights: Weights, index: int = 0) -> Any:
+        """Instance `index` of `weights` (e.g. `output.weights` of a call, or a `WeightDataset`) as a `PeftModel`: a
+        copy of the base field carrying that instance's mLoRA adapter, which `save_pretrained` writes as an ordinary
+        PEFT adapter folder.
 
-        The mlp kinds hold whole standalone fields, not adapters, and have no PEFT form (a ValueError says so).
+        Weights of another representation are refused by name (a weight data set's spec, or for plain tensors an
+        asymmetric mask's frozen entries). The mlp kinds hold whole standalone fields, not adapters, and have no PEFT
+        form (a ValueError says so).
         """
-        factors = self._as_factors(weights)
-        count = next(iter(factors.values())).shape[0]
-        if not is_int(index) or not -count <= index < count:
-            raise IndexError(f"Sample index {index!r} is out of range for {count} samples.")
+        if _is_weight_dataset(weights):
+            _check_index(index, len(weights))
+            factors, index = self._as_factors(weights.select([index])), 0  # one row, not the whole data set
+        else:
+            factors = self._as_factors(weights)
+            _check_index(index, next(iter(factors.values())).shape[0])
         return peft_model_from_factors(self.spec, self.field, {name: value[index] for name, value in factors.items()})
 
     def encode(
@@ -411,7 +420,11 @@ class WeightSpacePipeline(DiffusionPipeline):
         """The spec's representation on this pipeline's field (refuses a field of other shapes, naming them)."""
         return representation_from_spec(self.spec, self.field, seed=seed)
 
-    def _check_output_type(self, output_type: str) -> None:
+    def _check_decode_options(self, output_type: str, resolution: int | None, mesh_resolution: int | None) -> None:
+        """Refuse an unknown output type, or a resolution that is not an integer >= 2 (None: the pipeline's)."""
+        for name, value in (("resolution", resolution), ("mesh_resolution", mesh_resolution)):
+            if value is not None:
+                check_int(value, name, minimum=2)
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}.")
         if output_type == "mesh" and self.modality == "image":
@@ -419,8 +432,12 @@ class WeightSpacePipeline(DiffusionPipeline):
                 "output_type='mesh' is for 3-D fields; this pipeline makes images (use 'pil', 'np', 'pt')."
             )
 
-    def _as_vectors(self, weights: torch.Tensor | Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """Flat (N, num_parameters) float32 vectors from flat vectors or factors, checked against the spec."""
+    def _as_vectors(self, weights: Weights) -> torch.Tensor:
+        """Flat (N, num_parameters) float32 vectors from flat vectors, factors or weight data set rows, checked
+        against the spec (a weight data set's own spec by name)."""
+        if _is_weight_dataset(weights):
+            weights.check_compatible(self)
+            weights = weights.stacked_factors()
         if isinstance(weights, Mapping):
             shapes = self.spec.factor_shapes()
             single = all(tuple(value.shape) == shapes.get(name) for name, value in weights.items())
@@ -434,12 +451,14 @@ class WeightSpacePipeline(DiffusionPipeline):
                 f"These weights do not follow the pipeline's spec ({self.spec.name}, {self.transformer.num_parameters} "
                 f"parameters per instance): got shape {tuple(vectors.shape)}."
             )
+        if not vectors.shape[0]:
+            raise ValueError(f"These weights hold no instance: got shape {tuple(vectors.shape)}; pass at least one.")
         if not torch.isfinite(vectors).all():
             raise ValueError("The weights contain NaN or infinite values.")
         return vectors
 
-    def _as_factors(self, weights: torch.Tensor | Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Factors (N, *shape) float32 on the CPU, keyed by spec name, from flat vectors or factors (checked)."""
+    def _as_factors(self, weights: Weights) -> dict[str, torch.Tensor]:
+        """Factors (N, *shape) float32 on the CPU, keyed by spec name, from what `_as_vectors` takes (checked)."""
         return {name: value.float().cpu() for name, value in self.spec.unflatten(self._as_vectors(weights)).items()}
 
     def _class_labels(self, class_labels: ClassLabels | None, num_samples: int) -> torch.Tensor | None:
@@ -450,8 +469,10 @@ class WeightSpacePipeline(DiffusionPipeline):
         if not num_classes:
             raise ValueError("This pipeline's transformer is unconditional: pass class_labels=None.")
         names = list(self.transformer.config.class_names or [])
-        values = class_labels.tolist() if isinstance(class_labels, torch.Tensor) else class_labels
-        if isinstance(values, (int, str)):
+        # numpy and torch labels as Python values: integer arrays work like lists, float ones are refused below
+        array_like = isinstance(class_labels, (torch.Tensor, np.ndarray, np.generic))
+        values = class_labels.tolist() if array_like else class_labels
+        if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):  # one label for every sample
             values = [values] * num_samples
         values = list(values)
         if len(values) != num_samples:
@@ -464,7 +485,14 @@ class WeightSpacePipeline(DiffusionPipeline):
                         f"Unknown class name {value!r}; the classes are {names or list(range(num_classes))}."
                     )
                 value = names.index(value)
-            if not is_int(value) or not 0 <= value < num_classes:
+            if not is_int(value):  # a float such as 1.0 is refused rather than rounded: 1.5 has no class
+                classes = f"or the class names {names}" if names else "(this model has no class names)"
+                raise ValueError(
+                    f"Class label {value!r} is not a class index or name: class_labels takes integers "
+                    f"0..{num_classes - 1} {classes}, one for all samples or one per sample (a list, an integer "
+                    f"numpy array or tensor), got a {type(value).__name__}."
+                )
+            if not 0 <= value < num_classes:
                 raise ValueError(f"Class label {value!r} is out of range: use 0..{num_classes - 1} (or a class name).")
             indices.append(value)
         return torch.tensor(indices, dtype=torch.int64)
@@ -478,6 +506,21 @@ class WeightSpacePipeline(DiffusionPipeline):
         if "eta" in accepted:
             kwargs["eta"] = eta
         return kwargs
+
+
+def _is_weight_dataset(weights: Any) -> bool:
+    """Whether `weights` are a `WeightDataset`'s rows (imported only then: `datasets` is slow to import)."""
+    if isinstance(weights, (torch.Tensor, Mapping)):
+        return False
+    from ..encoding import WeightDataset
+
+    return isinstance(weights, WeightDataset)
+
+
+def _check_index(index: Any, count: int) -> None:
+    """Raise an IndexError unless `index` is an integer position among `count` samples (negative from the end)."""
+    if not is_int(index) or not -count <= index < count:
+        raise IndexError(f"Sample index {index!r} is out of range for {count} samples.")
 
 
 def _randn(

@@ -9,7 +9,8 @@ data sets), the pipeline (decoding and encoding new data) and the studies all us
 - `scoring`: the reconstruction score of fitted weights (`reconstruction_scores`: PSNR, or Chamfer of the mesh);
 - `adapters`: one instance's factors as a PEFT model or adapter folder, and back (`peft_model_from_factors`,
   `save_peft_adapter`, `peft_model_to_row`, `mlora_config_from_spec`);
-- `loading`: the baked, frozen base field (`load_base_field`).
+- `loading`: the baked, frozen base field (`load_base_field`), and whether a data source fits it
+  (`check_field_modality`).
 
 Names are imported on first access.
 """
@@ -49,6 +50,7 @@ _LAZY_ATTRIBUTES: dict[str, str] = {
     "peft_model_to_row": ".adapters",
     "save_peft_adapter": ".adapters",
     "load_base_field": ".loading",
+    "check_field_modality": ".loading",
 }
 
 if TYPE_CHECKING:
@@ -73,7 +75,7 @@ if TYPE_CHECKING:
         make_representation,
         representation_from_spec,
     )
-    from .loading import load_base_field
+    from .loading import check_field_modality, load_base_field
     from .scoring import SCORE_POINTS, reconstruction_scores
     from .targets import POINTS_PER_SHAPE, data_targets, images_tensor, instance_targets
 
@@ -88,6 +90,7 @@ __all__ = [
     "FitSettings",
     "Representation",
     "StandaloneMLPRepresentation",
+    "check_field_modality",
     "data_targets",
     "fit_in_batches",
     "fit_instances",

@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from ..spec import RepresentationSpec
+from ..spec import RepresentationSpec, count_unfrozen
 from ..tuners.mlora import MLoraConfig, adapter_factors
 
 ADAPTER_WEIGHTS_NAME = "adapter_model.safetensors"
@@ -102,10 +102,28 @@ def peft_model_from_factors(
 
 
 def _check_factors(spec: RepresentationSpec, factors: Mapping[str, torch.Tensor]) -> None:
-    """Refuse factors whose names or shapes are not exactly one instance of `spec`, naming the first mismatch."""
+    """Refuse factors that are not exactly one instance of `spec`, naming the first mismatch.
+
+    Besides names and shapes, an asymmetric spec's frozen entries must hold the mask's values: lora, mlora and
+    their asym kinds share every shape, and those entries are the only trace of which one a row really is.
+    """
     shapes = spec.factor_shapes()
     if set(factors) != set(shapes):
         raise ValueError(f"The factors do not match the spec: expected {sorted(shapes)}, got {sorted(factors)}.")
     for name, shape in shapes.items():
         if tuple(factors[name].shape) != shape:
             raise ValueError(f"Factor {name!r} has shape {tuple(factors[name].shape)}; the spec says {shape}.")
+    if not spec.asymmetric:
+        return
+    for layer in spec.layers:
+        name = spec.masked_factor(layer.name)
+        mask = spec.mask(layer.name)
+        wrong = count_unfrozen(factors[name].detach(), mask, spec.frozen_values(layer.name))
+        if wrong:
+            raise ValueError(
+                f"Factor {name!r} has {wrong} value{'s' if wrong > 1 else ''} at the frozen entries of the "
+                f"{spec.name} mask ({int(mask.sum())} entries, mask_seed={spec.mask_seed}) that differ from the "
+                f"mask's fixed values: these are not {spec.name!r} weights of this spec (a row of another "
+                "representation, e.g. a symmetric kind, or of another mask_seed?). Convert them with the spec they "
+                "were made with (a weight data set's `spec`)."
+            )

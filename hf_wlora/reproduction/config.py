@@ -14,8 +14,10 @@ from typing import Any
 
 import yaml
 
+from ..checks import check_int, check_output_dir
 from ..resources import recipe as shipped_recipe
 from ..spec import REPRESENTATIONS
+from ..training.config_checks import read_numbers
 
 SCALES = ("tiny", "small", "paper")
 MODALITIES = ("2d", "3d")
@@ -62,7 +64,9 @@ class StudyBudget:
 
     @property
     def modality(self) -> str:
-        return "image" if self.data.partition(":")[0] in ("builtin-glyphs", "image-folder", "hf-images") else "shape"
+        from ..data import data_modality
+
+        return data_modality(self.data)
 
 
 def _tiny(modality: str) -> StudyBudget:
@@ -158,9 +162,11 @@ def _paper(modality: str) -> StudyBudget:
     train_field = dict(document["train_field"])
     data, data_options = train_field.pop("data"), train_field.pop("data_options", {})
     train_field.pop("output_dir", None)
+    from ..encoding import EncodeConfig  # the encode settings go to its constructor: read them as from_dict does
+
     encode = {
         key: value
-        for key, value in document["encode"].items()
+        for key, value in read_numbers(EncodeConfig, document["encode"], name).items()
         # learning_rate left to each representation's default (DEFAULT_LEARNING_RATES: 1e-3 mlp, 1e-2 LoRA, 1e-1 mLoRA)
         if key not in ("field", "output_dir", "data", "data_options", "representation", "learning_rate")
     }
@@ -215,6 +221,8 @@ class ReproduceConfig:
         unknown = sorted(set(self.representations) - set(REPRESENTATIONS))
         if unknown or not self.representations:
             raise ValueError(f"representations must be a non-empty subset of {REPRESENTATIONS}, got {unknown}.")
+        check_output_dir(self.output_dir)
+        check_int(self.seed, "seed", minimum=0)
         for modality in self.modalities:
             self.budget(modality)  # bad data sources and missing recipes fail now, not after hours
 

@@ -1,7 +1,8 @@
 """Recipe sections as validated dataclasses: what the stage-1 and stage-3 training configs share.
 
 A recipe YAML holds one section per stage (`train_field`, `encode`, `train`); `RecipeSection` reads and writes one
-section, rejects unknown keys with the closest valid one as a hint, and `check_run_settings` validates the run
+section, rejects unknown keys with the closest valid one as a hint, reads numbers PyYAML leaves as text (`1e-2`) in
+float settings (`read_numbers`, which every section reader uses), and `check_run_settings` validates the run
 control every training loop has (checkpoints, logging, EMA, clipping, learning-rate schedule, mixed precision), so a
 typo or a bad value fails before anything is loaded or trained.
 """
@@ -10,10 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import types
+import typing
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from ..checks import check_int, is_number
+from ..checks import INTEGER_TEXT, NUMBER_TEXT, check_int, check_output_dir, is_number
 
 MIXED_PRECISIONS = ("no", "fp16", "bf16")
 # Settings of every training config that do not change the numbers of a run, so a resume may change them.
@@ -40,6 +43,44 @@ def reject_unknown(data: dict[str, Any], allowed: list[str], where: str) -> None
             raise ValueError(f"{where}: unknown key {key!r}.{hint} Valid keys: {', '.join(sorted(allowed))}.")
 
 
+def _number_types(hint: Any) -> set[type]:
+    """The number types (int, float) a field's type hint holds: in a union, or as the items of a tuple or list."""
+    if hint in (int, float):
+        return {hint}
+    if typing.get_origin(hint) in (typing.Union, types.UnionType, tuple, list):
+        return set().union(*(_number_types(arg) for arg in typing.get_args(hint) if arg is not Ellipsis))
+    return set()
+
+
+def read_numbers(settings_class: type, data: dict[str, Any], where: str = "") -> dict[str, Any]:
+    """`data` with numbers written as text read as numbers for the float settings of the dataclass `settings_class`.
+
+    PyYAML reads `learning_rate: 1e-2` as the string "1e-2"; a user writing it means 0.01, so a float setting (or a
+    list of floats) reads any decimal number written as text. Other text is left for the setting's own check to
+    refuse. Integer settings never take text: an unquoted integer always reads as one, so text there was quoted
+    (or is no integer, such as 1e3), and the error names the setting and the fix.
+    """
+    hints = typing.get_type_hints(settings_class)
+    prefix = f"{where}: " if where else ""
+    read = dict(data)
+    for key, value in data.items():
+        kinds = _number_types(hints.get(key))
+        if float in kinds:
+            read[key] = _read_float(value)
+        elif int in kinds and isinstance(value, str):
+            fix = f"; write it without quotes ({key}: {value.strip()})" if INTEGER_TEXT.fullmatch(value.strip()) else ""
+            raise ValueError(f"{prefix}{key} must be an integer, got the string {value!r}{fix}.")
+    return read
+
+
+def _read_float(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_read_float(item) for item in value]
+    if isinstance(value, str) and NUMBER_TEXT.fullmatch(value.strip()):
+        return float(value)
+    return value
+
+
 def check_positive_int(config: Any, name: str) -> None:
     check_int(getattr(config, name), name, minimum=1)
 
@@ -64,12 +105,36 @@ def check_run_settings(config: Any) -> None:
         raise ValueError(f"adam_betas must be two numbers in [0, 1), got {betas!r}.")
     if not isinstance(config.resume, bool):
         raise ValueError(f"resume must be true or false, got {config.resume!r}.")
-    if not isinstance(config.output_dir, str) or not config.output_dir:
-        raise ValueError(f"output_dir must be a non-empty path, got {config.output_dir!r}.")
+    check_output_dir(config.output_dir)
     if not isinstance(config.log_with, list) or not all(isinstance(t, str) for t in config.log_with):
         raise ValueError(f"log_with must be a list of tracker names, got {config.log_with!r}.")
     if config.mixed_precision not in MIXED_PRECISIONS:
         raise ValueError(f"mixed_precision must be one of {MIXED_PRECISIONS}, got {config.mixed_precision!r}.")
+
+
+def read_recipe_section(path: str | Path, section: str) -> dict[str, Any]:
+    """The mapping under `section` of the recipe YAML at `path`, or the whole file if it has no such section.
+
+    Raises a ValueError naming the file when it is missing, or when the file or the section is not a mapping (a
+    list, plain text or an empty file), so no reader meets a list where it expects settings.
+    """
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"config file {path} does not exist.")
+    document = yaml.safe_load(path.read_text())
+    if not isinstance(document, dict):
+        raise ValueError(
+            f"{path}: a recipe must be a mapping of sections to settings (here '{section}:' followed by indented "
+            f"settings), got {type(document).__name__}."
+        )
+    data = document.get(section, document)
+    if not isinstance(data, dict):
+        raise ValueError(
+            f"{path}: the {section!r} section must be a mapping of settings to values, got {type(data).__name__}."
+        )
+    return data
 
 
 class RecipeSection:
@@ -95,6 +160,7 @@ class RecipeSection:
         data = {**data, **{key: value for key, value in overrides.items() if value is not None}}
         settings = dataclasses.fields(cls)  # type: ignore[arg-type]
         reject_unknown(data, [f.name for f in settings], name)
+        data = read_numbers(cls, data)
         for f in settings:
             required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
             if required and f.name not in data:
@@ -108,15 +174,8 @@ class RecipeSection:
         A recipe holds one section per stage (`train_field`, `encode`, `train`), so one file describes a whole
         pipeline. `overrides` (e.g. output_dir, max_steps from the command line) replace its values.
         """
-        import yaml
-
         path = Path(path)
-        if not path.is_file():
-            raise ValueError(f"config file {path} does not exist.")
-        with path.open() as handle:
-            document = yaml.safe_load(handle)
-        key = section or cls.section
-        data = document.get(key, document) if isinstance(document, dict) else document
+        data = read_recipe_section(path, section or cls.section)
         try:
             return cls.from_dict(data, **overrides)
         except ValueError as error:

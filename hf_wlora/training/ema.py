@@ -8,7 +8,6 @@ StyleGAN / diffusion-model practice).
 from __future__ import annotations
 
 import copy
-from typing import Any
 
 import torch
 from torch import nn
@@ -20,7 +19,7 @@ class ModelEMA:
     The warm-up keeps short runs meaningful: early on the average follows the fast-changing weights closely
     instead of remembering the random init for ~1 / (1 - decay) steps. Buffers (e.g. a field's Fourier frequencies)
     are copied.
-    It has `state_dict` / `load_state_dict`, so `accelerator.register_for_checkpointing` saves and restores it.
+    Checkpoints save its module as safetensors and `num_updates` in the file's metadata (`training.checkpoints`).
     """
 
     def __init__(self, module: nn.Module, decay: float) -> None:
@@ -43,13 +42,6 @@ class ModelEMA:
         for target, source in zip(self.module.buffers(), module.buffers(), strict=True):
             target.copy_(source)
         self.num_updates += 1
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"module": self.module.state_dict(), "num_updates": self.num_updates}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.module.load_state_dict(state["module"])
-        self.num_updates = int(state["num_updates"])
 
 
 __all__ = ["ModelEMA"]

@@ -28,7 +28,7 @@ from accelerate import Accelerator
 from torch import nn
 from tqdm.auto import tqdm
 
-from .checkpoints import TrainingProgress, checkpoint_to_resume, save_checkpoint
+from .checkpoints import TrainingProgress, checkpoint_to_resume, resume_checkpoint, save_checkpoint
 from .distributed import check_world_size
 from .ema import ModelEMA
 
@@ -72,7 +72,7 @@ class TrainingLoop:
             mixed_precision=config.mixed_precision, log_with=config.log_with or None, project_dir=str(self.output_dir)
         )
         check_world_size(self.accelerator)
-        self.resume_from = checkpoint_to_resume(self.output_dir, self.checkpoint_root, config.resume)
+        self.resume_candidates = checkpoint_to_resume(self.output_dir, self.checkpoint_root, config.resume)
         self.progress = TrainingProgress(config.fingerprint())
 
     def prepare(self, model: Model, optimizer: torch.optim.Optimizer, averaged: nn.Module | None = None) -> Model:
@@ -84,11 +84,9 @@ class TrainingLoop:
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         self.averaged = model if averaged is None else averaged
         self.ema = ModelEMA(self.averaged, self.config.ema_decay)
-        # Order matters: load_state restores custom objects by registration index.
-        self.accelerator.register_for_checkpointing(self.ema, self.progress)
-        if self.resume_from is not None:
-            self.accelerator.load_state(str(self.resume_from))
-            logger.info("resumed from %s at step %d", self.resume_from, self.progress.step)
+        resumed = resume_checkpoint(self.accelerator, self.resume_candidates, self.ema, self.progress)
+        if resumed is not None:
+            logger.info("resumed from %s at step %d", resumed, self.progress.step)
         return self.model
 
     def optimizer_step(self, loss: torch.Tensor, learning_rates: Sequence[float]) -> None:
@@ -128,7 +126,7 @@ class TrainingLoop:
             self.bar.update(1)
             if self.progress.step % config.checkpoint_every == 0 or self.progress.step == self.stop:
                 self.progress.train_time_s += time.perf_counter() - segment_start
-                save_checkpoint(accelerator, self.checkpoint_root, self.progress.step, config.keep_checkpoints)
+                save_checkpoint(accelerator, self.checkpoint_root, self.ema, self.progress, config.keep_checkpoints)
                 segment_start = time.perf_counter()
         self.bar.close()
         self.progress.train_time_s += time.perf_counter() - segment_start

@@ -12,18 +12,18 @@ from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ...checks import is_int, is_number
-from ...data import parse_data_source
+from ...data import data_modality, parse_data_source
 from ...training.config_checks import (
     RecipeSection,
     check_positive_int,
     check_run_settings,
+    read_numbers,
     reject_unknown,
 )
 
 if TYPE_CHECKING:
     from ..configuration_neural_field import NeuralFieldConfig
 
-IMAGE_SOURCES = ("builtin-glyphs", "image-folder", "hf-images")
 MODEL_PRESETS = ("paper",)
 SECTION = "train_field"  # this stage's section of a recipe YAML
 DEFAULT_LR_FIELD = {"image": 1e-2, "shape": 5e-3}
@@ -56,7 +56,7 @@ class StageConfig:
         for required in ("steps", "batch_size"):
             if required not in data:
                 raise ValueError(f"{where}: missing {required!r}.")
-        stage = cls(**data)
+        stage = cls(**read_numbers(cls, data, where))
         for name in allowed:
             value = getattr(stage, name)
             if (value is not None or name in ("steps", "batch_size")) and (not is_int(value) or value <= 0):
@@ -178,7 +178,7 @@ class FieldTrainingConfig(RecipeSection):
     @property
     def modality(self) -> str:
         """The field's modality, "image" or "shape", from the data source."""
-        return "image" if parse_data_source(self.data)[0] in IMAGE_SOURCES else "shape"
+        return data_modality(self.data)
 
     def field_config(self) -> NeuralFieldConfig:
         """The `NeuralFieldConfig` of the field this run trains (`model_preset`, then `model`'s overrides)."""

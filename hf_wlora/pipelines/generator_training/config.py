@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ...checks import is_int, is_number
+from ...checks import check_number, is_int, is_number
 from ...training.config_checks import RecipeSection, check_positive_int, check_run_settings
 
 SECTION = "train"  # this stage's section of a recipe YAML
@@ -159,8 +159,7 @@ class GeneratorTrainingConfig(RecipeSection):
             raise ValueError(f"weight_decay must be a non-negative number, got {self.weight_decay!r}.")
         if not is_number(self.class_dropout_prob) or not 0 <= self.class_dropout_prob < 1:
             raise ValueError(f"class_dropout_prob must be in [0, 1), got {self.class_dropout_prob!r}.")
-        if not is_number(self.grid_guidance_scale):
-            raise ValueError(f"grid_guidance_scale must be a number, got {self.grid_guidance_scale!r}.")
+        check_number(self.grid_guidance_scale, "grid_guidance_scale")  # NaN would only fail at the first grid
         if self.conditional is not None and not isinstance(self.conditional, bool):
             raise ValueError(f"conditional must be true, false or null, got {self.conditional!r}.")
         if self.prediction_type not in PREDICTION_TYPES:

@@ -8,7 +8,7 @@ from typing import Literal
 from peft.config import PeftConfig
 from peft.utils import PeftType
 
-from ...checks import check_int, is_int
+from ...checks import check_int, check_number, is_int, is_number
 from ...spec import DEFAULT_KAPPA, DEFAULT_MASK_RATIO, DEFAULT_MASK_SEED
 
 Mode = Literal["multiplicative", "additive"]
@@ -92,22 +92,21 @@ class MLoraConfig(PeftConfig):
             raise ValueError(f"Every rank in rank_pattern must be an integer >= 1, got {bad_ranks}.")
         if self.alpha is None:
             self.alpha = 1.0 if self.mode == "multiplicative" else float(self.r)
-        if not self.alpha > 0:
-            raise ValueError(f"alpha must be > 0, got {self.alpha}.")
-        if not 0.0 <= self.mask_ratio < 1.0:
-            raise ValueError(f"mask_ratio must be in [0, 1), got {self.mask_ratio}.")
+        check_number(self.alpha, "alpha", positive=True)
+        if not isinstance(self.asymmetric_mask, bool):
+            raise ValueError(f"asymmetric_mask must be True or False, got {self.asymmetric_mask!r}.")
+        check_number(self.mask_ratio, "mask_ratio", fraction=True)
         check_int(self.mask_seed, "mask_seed", minimum=0)
-        if not self.kappa > 0:
-            raise ValueError(f"kappa must be > 0, got {self.kappa}.")
+        check_number(self.kappa, "kappa", positive=True)
         if not (isinstance(self.init_weights, bool) or self.init_weights in NAMED_INITS):
             raise ValueError(
                 f"init_weights must be True (identity), 'gaussian' (the authors' init) or False (random, for tests); "
                 f"got {self.init_weights!r}."
             )
-        if not self.init_std > 0:
+        if not is_number(self.init_std) or not self.init_std > 0:
             raise ValueError(
-                f"init_std must be > 0, got {self.init_std}: with A = B = 1 exactly, all rank components would get "
-                "identical gradients forever."
+                f"init_std must be a positive number, got {self.init_std!r}: with A = B = 1 exactly, all rank "
+                "components would get identical gradients forever."
             )
         if isinstance(self.target_modules, list):
             self.target_modules = set(self.target_modules)

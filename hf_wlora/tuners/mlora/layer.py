@@ -77,6 +77,20 @@ class MLoraLayer(BaseTunerLayer):
         # A plain attribute, not a buffer: it must never be saved as adapter state.
         self._weight_before_merge: torch.Tensor | None = None
         self.out_features, self.in_features = weight_matrix_shape(self.get_base_layer())
+        self.register_state_dict_post_hook(MLoraLayer._save_effective_A)  # type: ignore[attr-defined]
+
+    def _save_effective_A(self, state_dict: dict[str, Any], prefix: str, local_metadata: dict[str, Any]) -> None:
+        """Save A with its frozen entries at their fixed values, as the layer uses it.
+
+        The raw parameter can drift there (weight decay moves entries that get no gradient), and a saved A that
+        breaks its mask is refused when loading.
+        """
+        for adapter_name in self.mlora_mask:
+            key = f"{prefix}mlora_A.{adapter_name}"
+            if key in state_dict and not state_dict[key].is_meta:  # a meta factor (being loaded) holds no values
+                effective = self.effective_A(adapter_name).detach()
+                if not torch.equal(effective, state_dict[key]):
+                    state_dict[key] = effective
 
     @property
     def _available_adapters(self) -> set[str]:

@@ -9,11 +9,12 @@ from typing import Any
 
 import torch
 from peft.tuners.tuners_utils import BaseTuner
+from peft.utils.constants import SAFETENSORS_WEIGHTS_NAME
 from peft.utils.other import get_pattern_key
 from torch import nn
 
 from ...fields import ADAPTER_TARGET_REGEX
-from ...spec import LayerSpec, RepresentationSpec
+from ...spec import LayerSpec, RepresentationSpec, count_unfrozen
 from .config import MLoraConfig
 from .layer import BASE_ADAPTER_NAME, MLoraLayer, create_mlora_module
 
@@ -144,4 +145,46 @@ class MLoraModel(BaseTuner):
                 f"This mLoRA adapter does not fit the base model: {len(mismatches)} factor(s) have other shapes "
                 f"({shown}). The adapter was made for a base model with other layer sizes; load it onto {base}."
             )
+        cls._check_loaded_factors(model, config, adapter_name, remapped)
         return remapped
+
+    @classmethod
+    def _check_loaded_factors(
+        cls, model: nn.Module, config: MLoraConfig, adapter_name: str, state_dict: dict[str, torch.Tensor]
+    ) -> None:
+        """Refuse a checkpoint that lacks a factor of the adapter, or whose A breaks the asymmetric mask.
+
+        PEFT only warns about missing keys and loads the rest, leaving those factors at a fresh random init (or on the
+        meta device with low_cpu_mem_usage); and an A whose frozen entries differ from the mask was saved under
+        another mask, so the adapter it describes is not the one the config builds.
+        """
+        prefix = "base_model.model."  # present or not depending on how the adapter was injected: compare without it
+        loaded = {key.removeprefix(prefix): value for key, value in state_dict.items()}
+        missing, unfrozen = [], []
+        for name, layer in model.named_modules():
+            if not isinstance(layer, MLoraLayer) or adapter_name not in layer.mlora_A:
+                continue
+            for factor in MLoraLayer.adapter_layer_names:
+                key = f"{name}.{factor}.{adapter_name}"
+                saved_key = cls._remove_adapter_name_from_key(key, adapter_name)
+                value = loaded.get(key.removeprefix(prefix))
+                if value is None:
+                    missing.append(saved_key)
+                elif factor == "mlora_A" and adapter_name in layer.mlora_mask:
+                    mask, frozen = layer.mlora_mask[adapter_name], layer.mlora_frozen[adapter_name]
+                    wrong = count_unfrozen(value, mask, frozen)
+                    if wrong:
+                        unfrozen.append(f"{saved_key!r} has {wrong} values at frozen entries of its mask")
+        source = f"{SAFETENSORS_WEIGHTS_NAME} of adapter {adapter_name!r}"
+        if missing:
+            raise ValueError(
+                f"{source} lacks {len(missing)} tensor(s) its adapter_config.json needs: {missing}. Loading it "
+                "would leave them freshly initialised, not as trained. Save the adapter again with save_pretrained, "
+                "or use the complete file."
+            )
+        if unfrozen:
+            raise ValueError(
+                f"{source} breaks the asymmetric mask of its config (mask_seed={config.mask_seed}, mask_ratio="
+                f"{config.mask_ratio}): {'; '.join(unfrozen)} that differ from the mask's fixed values. The file was "
+                "saved under another mask or edited; load it with the adapter_config.json it was saved with."
+            )
