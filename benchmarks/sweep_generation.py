@@ -39,6 +39,10 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "trunk-only-cosine": ("mlora_asym", {"target_modules": TRUNK, "lr_schedule": "cosine"}, {}),
     "epsilon": ("mlora_asym", {}, {"prediction_type": "epsilon"}),
     "dit-3000": ("mlora_asym", {}, {"steps": 3000}),
+    # equal transformer sizes: mlora_asym's 2.10M default against an mlp DiT of 2.21M (the default mlp DiT is 9.68M,
+    # its per-tensor-token projections dominate), and mlp's 9.68M against an mlora_asym DiT of 7.87M
+    "dit-256": ("mlora_asym", {}, {"model": {"hidden_size": 256, "num_layers": 4, "num_heads": 4}}),
+    "mlp-dit-32": ("mlp", {}, {"model": {"hidden_size": 32, "num_layers": 4, "num_heads": 4}}),
     "mlora-baseline": ("mlora", {}, {}),
     "mlora-cosine": ("mlora", {"lr_schedule": "cosine"}, {}),
     "mlp-baseline": ("mlp", {}, {}),
@@ -106,15 +110,16 @@ def main() -> None:
     folder = args.output_dir / "2d"
     field_dir = stages.base_field(budget, folder, args.seed)
     print(
-        "| variant | representation | numbers | PSNR (dB) | DiT loss | FD, learned | FD, pixels | copies | "
-        "nearest-training PSNR | cosine / barrier at λ=0.5 |"
+        "| variant | representation | numbers | PSNR (dB) | DiT parameters | DiT loss | FD, learned | FD, pixels | "
+        "copies | nearest-training PSNR | cosine / barrier at λ=0.5 |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name in args.variants:
         found = run_variant(folder, field_dir, budget, name, args.seed)
         print(
             f"| {name} | {found['representation']} | {found['numbers_per_instance']} | {found['psnr']:.2f} | "
-            f"{found['dit_loss']:.4f} | {found['fd_learned']:.0f} | {found['fd_pixels']:.1f} | "
+            f"{found['dit_parameters'] / 1e6:.2f}M | {found['dit_loss']:.4f} | {found['fd_learned']:.0f} | "
+            f"{found['fd_pixels']:.1f} | "
             f"{found['copy_fraction']:.2f} | {found['nearest_training_psnr_mean']:.2f} | "
             f"{found['cosine_at_0.5']:.3f} / {found['barrier_at_0.5']:.2f} |",
             flush=True,

@@ -12,10 +12,9 @@ import numpy as np
 import pytest
 
 from hf_wlora.cli import main
-from hf_wlora.reproduction import ReproduceConfig, reproduce
-from hf_wlora.reproduction.config import GENERATION_SYSTEMS
+from hf_wlora.reproduction import ReproduceConfig, reproduce, stages
+from hf_wlora.reproduction.config import GENERATION_SYSTEMS, SYSTEMS
 from hf_wlora.reproduction.report import agreement, ordering, score_cell
-from hf_wlora.spec import REPRESENTATIONS
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +32,7 @@ def test_the_report_has_every_table_and_plot(tiny_run: Any) -> None:
         "## 4. Discrimination (Table 4) and t-SNE (Figure 5)",
     ):
         assert heading in report
-    for name in REPRESENTATIONS:
+    for name in SYSTEMS:
         assert report.count(f"| `{name}` |") >= 4, name  # reconstruction, two structure tables, discrimination
     assert "| HyperDiffusion (`mlp`) |" in report and "MMD-CD" in report and "MMD-G" in report
     for column in ("FD, learned", "copies", "nearest-training PSNR", "DiT parameters", "numbers per instance"):
@@ -63,7 +62,7 @@ def test_structure_at_lambda_zero_refits_the_same_weights(tiny_run: Any) -> None
 def test_every_study_reports_numbers(tiny_run: Any) -> None:
     two_d, three_d = tiny_run.results["2d"], tiny_run.results["3d"]
     for modality in (two_d, three_d):
-        assert set(modality["reconstruction"]["representations"]) == set(REPRESENTATIONS)
+        assert set(modality["reconstruction"]["representations"]) == set(SYSTEMS)
         for study in modality["discrimination"].values():
             assert 0 <= study["nn_accuracy"] <= 1 and 0 <= study["logreg_accuracy"] <= 1 and len(study["tsne"]) == 20
     for study in two_d["generation"].values():
@@ -73,6 +72,7 @@ def test_every_study_reports_numbers(tiny_run: Any) -> None:
     assert json.loads(extractor.read_text())["kind"] == "classifier"  # the glyphs have classes
     sizes = {name: row["numbers_per_instance"] for name, row in two_d["reconstruction"]["representations"].items()}
     assert sizes["mlora"] == sizes["mlora_asym"] == sizes["lora"] < sizes["mlp"] == sizes["mlp_asym"]
+    assert sizes["mlp_matched"] < sizes["mlp"]
     for study in three_d["generation"].values():
         assert study["num_meshes"] <= 6
         if study["num_meshes"] >= 2:  # an untrained tiny generator: only the ranges are known
@@ -186,3 +186,20 @@ def test_the_studies_train_the_learned_features_as_their_default_does() -> None:
     default = {field.name: field.default for field in dataclasses.fields(StudyBudget)}["feature_extractor_steps"]
     assert default == DEFAULT_TRAINING["steps"]
     assert ReproduceConfig(scale="small", output_dir="o").budget("2d").feature_extractor_steps == default
+
+
+def test_the_parameter_matched_mlp_has_about_as_many_numbers_as_mlora_asym(tmp_path: Path) -> None:
+    """On the small scale's 64-wide field: a 14-wide mlp, the width whose count is closest to mlora_asym's."""
+    from hf_wlora.demo import DEMO_SETTINGS
+    from hf_wlora.fields import NeuralFieldConfig, NeuralFieldModel
+    from hf_wlora.representations import make_representation
+
+    field = NeuralFieldModel(NeuralFieldConfig(modality="image", **DEMO_SETTINGS["2d"]["train_field"]["model"]))
+    field.bake().save_pretrained(tmp_path)
+    budget = ReproduceConfig(scale="small", output_dir=str(tmp_path / "out")).budget("2d")
+    config = stages.encode_config(budget, "mlp_matched", tmp_path, tmp_path / "weights", seed=0)
+    assert config.representation == "mlp" and config.mlp_hidden_size == 14
+    baked = field.bake()
+    target = make_representation("mlora_asym", baked, rank=4).spec.num_parameters
+    counts = {width: make_representation("mlp", baked, hidden_size=width).spec.num_parameters for width in (13, 14, 15)}
+    assert counts == {13: 2473, 14: 2719, 15: 2973} and target == 2824  # 14 is the closest: 105 off, 3.7%

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..spec import REPRESENTATIONS
-from .config import MODALITIES, SCALES
+from .config import MODALITIES, SCALES, SYSTEMS
 
 
 def add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,9 +15,7 @@ def add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--output_dir", default="outputs/reproduce", help="rerun into the same folder to resume")
     parser.add_argument("--modality", nargs="+", choices=MODALITIES, default=list(MODALITIES), dest="modalities")
-    parser.add_argument(
-        "--representation", nargs="+", choices=REPRESENTATIONS, default=list(REPRESENTATIONS), dest="representations"
-    )
+    parser.add_argument("--representation", nargs="+", choices=SYSTEMS, default=list(SYSTEMS), dest="representations")
     parser.add_argument("--data_2d", help="your image data source instead of the scale's, e.g. image-folder:PATH")
     parser.add_argument("--data_options_2d", type=json.loads, help="its options as JSON, e.g. '{\"resolution\": 64}'")
     parser.add_argument("--data_3d", help="your shape data source instead of the scale's, e.g. mesh-folder:PATH")

@@ -21,8 +21,14 @@ from ..training.config_checks import read_numbers
 
 SCALES = ("tiny", "small", "paper")
 MODALITIES = ("2d", "3d")
+# HyperDiffusion (`mlp`) with an MLP narrowed to about as many numbers per instance as mlora_asym (the paper's mlp
+# has the base field's width, so it stores several times more numbers than the image it fits): it measures whether
+# the mlp kinds generate well because they are larger, rather than arguing it.
+PARAMETER_MATCHED_MLP = "mlp_matched"
+# What `reproduce` can study: the six representations and the parameter-matched mlp.
+SYSTEMS = (*REPRESENTATIONS, PARAMETER_MATCHED_MLP)
 # The systems of the paper's generation table; "mlp" is HyperDiffusion (whole MLP weights, tensor tokens).
-GENERATION_SYSTEMS = ("mlp", "lora_asym", "mlora", "mlora_asym")
+GENERATION_SYSTEMS = ("mlp", PARAMETER_MATCHED_MLP, "lora_asym", "mlora", "mlora_asym")
 
 
 @dataclass
@@ -192,7 +198,8 @@ class ReproduceConfig:
         output_dir: Where fields, weight data sets, generators, results and `REPORT.md` go. Rerunning into the same
             folder reuses everything already finished (fields, data sets, generators, finished studies).
         modalities: "2d" and/or "3d".
-        representations: Which of the six representations to study (all by default).
+        representations: Which of the six representations, and `mlp_matched` (the mlp narrowed to about as many
+            numbers per instance as mlora_asym), to study (all by default).
         data_2d, data_3d: Your data source instead of the scale's (e.g. "image-folder:photos/",
             "mesh-folder:meshes/"); `data_options_2d` / `data_options_3d` are its options.
         image_features: A vision backbone saved locally (a folder, e.g. a CLIP vision tower or DINOv2 saved with
@@ -204,7 +211,7 @@ class ReproduceConfig:
     scale: str = "small"
     output_dir: str = "outputs/reproduce"
     modalities: list[str] = field(default_factory=lambda: list(MODALITIES))
-    representations: list[str] = field(default_factory=lambda: list(REPRESENTATIONS))
+    representations: list[str] = field(default_factory=lambda: list(SYSTEMS))
     data_2d: str | None = None
     data_options_2d: dict[str, Any] | None = None
     data_3d: str | None = None
@@ -218,9 +225,9 @@ class ReproduceConfig:
         unknown = sorted(set(self.modalities) - set(MODALITIES))
         if unknown or not self.modalities:
             raise ValueError(f"modalities must be a non-empty subset of {MODALITIES}, got {self.modalities}.")
-        unknown = sorted(set(self.representations) - set(REPRESENTATIONS))
+        unknown = sorted(set(self.representations) - set(SYSTEMS))
         if unknown or not self.representations:
-            raise ValueError(f"representations must be a non-empty subset of {REPRESENTATIONS}, got {unknown}.")
+            raise ValueError(f"representations must be a non-empty subset of {SYSTEMS}, got {unknown}.")
         check_output_dir(self.output_dir)
         check_int(self.seed, "seed", minimum=0)
         for modality in self.modalities:
@@ -242,4 +249,12 @@ class ReproduceConfig:
         return budget
 
 
-__all__ = ["GENERATION_SYSTEMS", "MODALITIES", "SCALES", "ReproduceConfig", "StudyBudget"]
+__all__ = [
+    "GENERATION_SYSTEMS",
+    "MODALITIES",
+    "PARAMETER_MATCHED_MLP",
+    "SCALES",
+    "SYSTEMS",
+    "ReproduceConfig",
+    "StudyBudget",
+]

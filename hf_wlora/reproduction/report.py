@@ -98,11 +98,11 @@ def _reconstruction(results: dict[str, Any]) -> list[str]:
         row = [f"`{name}`"]
         if "2d" in per_modality:
             figures = per_modality["2d"][name]
-            row += [score_cell(figures), _number(paper.RECONSTRUCTION_PSNR[name])]
+            row += [score_cell(figures), _number(paper.RECONSTRUCTION_PSNR.get(name, math.nan))]
         if "3d" in per_modality:
             figures = per_modality["3d"][name]
-            airplane, classes = paper.RECONSTRUCTION_CHAMFER[name]
-            row += [score_cell(figures), f"{airplane} / {classes}"]
+            theirs = paper.RECONSTRUCTION_CHAMFER.get(name)  # none for our parameter-matched mlp
+            row += [score_cell(figures), f"{theirs[0]} / {theirs[1]}" if theirs else "-"]
         sizes = [f"{found[name].get('numbers_per_instance', 'n/a'):,}" for found in per_modality.values()]
         row.append(" / ".join(sizes) + (" (2-D / 3-D)" if len(sizes) > 1 else ""))
         rows.append(row)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .config import StudyBudget
+from .config import PARAMETER_MATCHED_MLP, StudyBudget
 
 
 def base_field(budget: StudyBudget, folder: Path, seed: int) -> Path:
@@ -34,18 +34,39 @@ def base_field(budget: StudyBudget, folder: Path, seed: int) -> Path:
 
 
 def encode_config(budget: StudyBudget, representation: str, field_dir: Path, output_dir: Path, seed: int) -> Any:
-    """The `EncodeConfig` of one representation under the budget (also what the structure study fits with)."""
+    """The `EncodeConfig` of one system under the budget (also what the structure study fits with).
+
+    `mlp_matched` is the mlp representation at `matched_mlp_width`.
+    """
     from ..encoding import EncodeConfig
 
-    return EncodeConfig(
-        field=str(field_dir),
-        output_dir=str(output_dir),
-        data=budget.data,
-        data_options=budget.data_options,
-        representation=representation,
-        seed=seed,
+    settings = {
+        "field": str(field_dir),
+        "output_dir": str(output_dir),
+        "data": budget.data,
+        "data_options": budget.data_options,
+        "seed": seed,
         **budget.encode,
-    )
+    }
+    if representation == PARAMETER_MATCHED_MLP:
+        width = matched_mlp_width(EncodeConfig(**settings, representation="mlora_asym"))
+        return EncodeConfig(**settings, representation="mlp", mlp_hidden_size=width)
+    return EncodeConfig(**settings, representation=representation)
+
+
+def matched_mlp_width(adapter: Any) -> int:
+    """The width of the mlp whose numbers per instance come closest to those of the adapter `EncodeConfig`'s
+    representation on its field (the mlp's count grows with the square of its width, the adapter's is fixed)."""
+    from ..representations import load_base_field, make_representation
+
+    field = load_base_field(adapter.field, adapter.field_subfolder, adapter.field_revision)
+    modules = {"target_modules": adapter.target_modules} if adapter.target_modules is not None else {}
+    target = make_representation(adapter.representation, field, rank=adapter.rank, **modules).spec.num_parameters
+
+    def numbers(width: int) -> int:
+        return make_representation("mlp", field, hidden_size=width).spec.num_parameters
+
+    return min(range(1, field.config.hidden_size + 1), key=lambda width: abs(numbers(width) - target))
 
 
 def weight_dataset(budget: StudyBudget, representation: str, field_dir: Path, folder: Path, seed: int) -> Path:
