@@ -62,6 +62,8 @@ def run_variant(folder: Path, field_dir: Path, budget: Any, name: str, seed: int
         encode={**budget.encode, **encode_overrides},
         generation={**budget.generation, **generator_overrides},
         structure_lambdas=[0.5],
+        # the rows measured before reproduce matched transformer sizes, and those that set a model, keep it as given
+        equal_transformer_sizes=False,
     )
     weights_dir = variant_dir / "weights" / name
     if not (weights_dir / INFO_FILE_NAME).is_file():

@@ -203,3 +203,28 @@ def test_the_parameter_matched_mlp_has_about_as_many_numbers_as_mlora_asym(tmp_p
     target = make_representation("mlora_asym", baked, rank=4).spec.num_parameters
     counts = {width: make_representation("mlp", baked, hidden_size=width).spec.num_parameters for width in (13, 14, 15)}
     assert counts == {13: 2473, 14: 2719, 15: 2973} and target == 2824  # 14 is the closest: 105 off, 3.7%
+
+
+def test_every_system_gets_a_transformer_of_mlora_asyms_size() -> None:
+    """The small scale's model settings give the mlp's tensor tokens 9.68M parameters and mlora_asym 2.10M: the mlp
+    kinds are narrowed to hidden 32 (2.21M, the closest multiple of the 4 heads); the adapter kinds keep 128."""
+    from hf_wlora.demo import DEMO_SETTINGS
+    from hf_wlora.fields import NeuralFieldConfig, NeuralFieldModel
+    from hf_wlora.models import WeightSpaceDiT
+    from hf_wlora.representations import make_representation
+
+    field = NeuralFieldModel(NeuralFieldConfig(modality="image", **DEMO_SETTINGS["2d"]["train_field"]["model"])).bake()
+    model = ReproduceConfig(scale="small", output_dir="unused").budget("2d").generation["model"]
+    reference = make_representation("mlora_asym", field, rank=4).spec
+
+    def count(spec, options) -> int:
+        transformer = WeightSpaceDiT(spec=spec.to_dict(), **options, num_classes=10)
+        return sum(parameter.numel() for parameter in transformer.parameters())
+
+    for kind, width in (("mlp", 32), ("mlp_asym", 32), ("mlora", 128), ("lora_asym", 128)):
+        spec = make_representation(kind, field, rank=4).spec
+        matched = stages.matched_transformer_model(model, spec, reference, num_classes=10)
+        assert matched == {**model, "hidden_size": width}, kind
+    mlp = make_representation("mlp", field, rank=4).spec
+    assert count(reference, model) == 2_099_530
+    assert count(mlp, model) == 9_684_352 and count(mlp, {**model, "hidden_size": 32}) == 2_212_192

@@ -51,6 +51,9 @@ class StudyBudget:
             scale measures it on 512 points; on a GPU the Sinkhorn solver takes all 2,048.
         feature_extractor_steps: Training steps of the 2-D data set's learned feature extractor
             (`LearnedImageFeatures.train_on`; the default is its default, `DEFAULT_TRAINING["steps"]`).
+        equal_transformer_sizes: Give every system's transformer about as many parameters as `generation["model"]`
+            gives mlora_asym's (`stages.matched_transformer_model`): the same settings give the mlp kinds' tensor
+            tokens 4-5x more parameters (their per-token projections), so the systems are compared at equal size.
     """
 
     data: str
@@ -67,6 +70,7 @@ class StudyBudget:
     point_cloud_points: int = 2048
     emd_points: int | None = None
     feature_extractor_steps: int = 800
+    equal_transformer_sizes: bool = True
 
     @property
     def modality(self) -> str:

@@ -85,9 +85,12 @@ def generator(budget: StudyBudget, weights_dir: Path, folder: Path, seed: int) -
 
     output_dir = folder / "generators" / weights_dir.name
     if not (output_dir / "metrics.json").is_file():
+        settings = dict(budget.generation)
+        if budget.equal_transformer_sizes:
+            settings["model"] = _equal_size_model(settings.get("model", {}), weights_dir)
         config = GeneratorTrainingConfig.from_dict(
             {
-                **budget.generation,
+                **settings,
                 "weights": str(weights_dir),
                 "output_dir": str(output_dir),
                 "resume": True,
@@ -98,4 +101,50 @@ def generator(budget: StudyBudget, weights_dir: Path, folder: Path, seed: int) -
     return output_dir / "pipeline"
 
 
-__all__ = ["base_field", "encode_config", "generator", "weight_dataset"]
+def _equal_size_model(model: dict[str, Any], weights_dir: Path) -> dict[str, Any]:
+    """`matched_transformer_model` for the weight data set at `weights_dir`, against mlora_asym on its field."""
+    from ..encoding import INFO_FILE_NAME, WeightDatasetInfo
+    from ..representations import load_base_field, make_representation
+
+    info = WeightDatasetInfo.load(weights_dir / INFO_FILE_NAME)
+    field = load_base_field(info.base_field, info.base_field_subfolder, info.base_field_revision)
+    reference = make_representation("mlora_asym", field, rank=info.encoding["rank"]).spec
+    return matched_transformer_model(model, info.spec, reference, len(info.class_names or []))
+
+
+def matched_transformer_model(model: dict[str, Any], spec: Any, reference: Any, num_classes: int) -> dict[str, Any]:
+    """`model` (`WeightSpaceDiT` options) with the hidden size whose transformer on `spec` has the parameter count
+    closest to that of `model` itself on the `reference` spec.
+
+    The width stays a multiple of the heads and at most `model`'s, so a spec that tokenises like the reference
+    (every adapter kind of the same rank) keeps `model` unchanged.
+    """
+    import inspect
+
+    from ..models import WeightSpaceDiT
+
+    defaults = inspect.signature(WeightSpaceDiT.__init__).parameters
+    width = model.get("hidden_size", defaults["hidden_size"].default)
+    heads = model.get("num_heads", defaults["num_heads"].default)
+
+    def count(weights_spec: Any, hidden_size: int) -> int:
+        options = {**model, "hidden_size": hidden_size, "num_classes": num_classes}
+        return sum(
+            parameter.numel() for parameter in WeightSpaceDiT(spec=weights_spec.to_dict(), **options).parameters()
+        )
+
+    target = count(reference, width)
+    if count(spec, width) == target:
+        return dict(model)
+    best = min(range(heads, width + 1, heads), key=lambda hidden_size: abs(count(spec, hidden_size) - target))
+    return {**model, "hidden_size": best}
+
+
+__all__ = [
+    "base_field",
+    "encode_config",
+    "generator",
+    "matched_mlp_width",
+    "matched_transformer_model",
+    "weight_dataset",
+]
