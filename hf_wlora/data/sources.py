@@ -12,16 +12,15 @@ from typing import Any
 
 from . import base, glyphs, images, meshes, sdf_files, shapes
 
-# data source kind -> (loader, whether the location is passed as its first argument)
-DATA_SOURCES: dict[str, tuple[Callable[..., Any], bool]] = {
-    "builtin-glyphs": (glyphs.GlyphImages, False),
-    "builtin-shapes": (shapes.ProceduralShapes, False),
-    "image-folder": (images.load_image_folder, True),
-    "hf-images": (images.load_hf_images, True),
-    "mesh-folder": (meshes.load_mesh_folder, True),
-    "sdf-samples": (sdf_files.load_sdf_samples, True),
+# data source kind -> (loader, whether the location is passed as its first argument, what it holds)
+DATA_SOURCES: dict[str, tuple[Callable[..., Any], bool, str]] = {
+    "builtin-glyphs": (glyphs.GlyphImages, False, "image"),
+    "builtin-shapes": (shapes.ProceduralShapes, False, "shape"),
+    "image-folder": (images.load_image_folder, True, "image"),
+    "hf-images": (images.load_hf_images, True, "image"),
+    "mesh-folder": (meshes.load_mesh_folder, True, "shape"),
+    "sdf-samples": (sdf_files.load_sdf_samples, True, "shape"),
 }
-IMAGE_SOURCES = ("builtin-glyphs", "image-folder", "hf-images")  # the others hold shapes
 
 
 def parse_data_source(source: Any) -> tuple[str, str | None]:
@@ -44,14 +43,14 @@ def parse_data_source(source: Any) -> tuple[str, str | None]:
 
 def data_modality(source: str) -> str:
     """What the data source `source` holds: "image" (2-D) or "shape" (3-D), told by its kind, without opening it."""
-    return "image" if parse_data_source(source)[0] in IMAGE_SOURCES else "shape"
+    return DATA_SOURCES[parse_data_source(source)[0]][2]
 
 
 def open_data_source(source: str, options: dict[str, Any] | None = None) -> base.InstanceDataset:
     """The data set named by `source`, built with `options` (checked against the loader's parameters)."""
     options = options or {}
     kind, location = parse_data_source(source)
-    loader, takes_location = DATA_SOURCES[kind]
+    loader, takes_location, _ = DATA_SOURCES[kind]
     parameters = list(inspect.signature(loader).parameters)[1 if takes_location else 0 :]
     unknown = sorted(set(options) - set(parameters))
     if unknown:
