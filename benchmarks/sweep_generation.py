@@ -33,11 +33,20 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "lr-3e-2": ("mlora_asym", {"learning_rate": 3e-2}, {}),
     "cosine": ("mlora_asym", {"lr_schedule": "cosine"}, {}),
     "cosine-lr-3e-2": ("mlora_asym", {"lr_schedule": "cosine", "learning_rate": 3e-2}, {}),
+    "decay-0.3": ("mlora_asym", {"weight_decay": 0.3}, {}),
+    "decay-1": ("mlora_asym", {"weight_decay": 1.0}, {}),
+    "decay-3": ("mlora_asym", {"weight_decay": 3.0}, {}),
     "full-grid": ("mlora_asym", {"points_per_step": None}, {}),
     "full-grid-cosine": ("mlora_asym", {"points_per_step": None, "lr_schedule": "cosine"}, {}),
     "trunk-only": ("mlora_asym", {"target_modules": TRUNK}, {}),
+    "with-head": (
+        "mlora_asym",
+        {"target_modules": ["input_proj.linear", *TRUNK, "head.linear"], "rank_pattern": {"head.linear": 3}},
+        {},
+    ),
     "trunk-only-cosine": ("mlora_asym", {"target_modules": TRUNK, "lr_schedule": "cosine"}, {}),
     "epsilon": ("mlora_asym", {}, {"prediction_type": "epsilon"}),
+    "v-prediction": ("mlora_asym", {}, {"prediction_type": "v_prediction"}),
     "dit-3000": ("mlora_asym", {}, {"steps": 3000}),
     # equal transformer sizes: mlora_asym's 2.10M default against an mlp DiT of 2.21M (the default mlp DiT is 9.68M,
     # its per-tensor-token projections dominate), and mlp's 9.68M against an mlora_asym DiT of 7.87M
@@ -98,6 +107,7 @@ def main() -> None:
     parser.add_argument("--output_dir", type=Path, required=True)
     parser.add_argument("--variants", nargs="+", default=["baseline"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--num_instances", type=int, default=None, help="glyphs (default: the small scale's 128)")
     parser.add_argument("--list", action="store_true", help="print the variants and exit")
     args = parser.parse_args()
     if args.list:
@@ -109,6 +119,8 @@ def main() -> None:
         parser.error(f"unknown variants {unknown}; --list shows them.")
 
     budget = ReproduceConfig(scale="small", output_dir=str(args.output_dir)).budget("2d")
+    if args.num_instances is not None:
+        budget = dataclasses.replace(budget, data_options={**budget.data_options, "num_instances": args.num_instances})
     folder = args.output_dir / "2d"
     field_dir = stages.base_field(budget, folder, args.seed)
     print(

@@ -70,4 +70,42 @@ def check_output_dir(value: Any, name: str = "output_dir") -> str:
     return str(value)
 
 
-__all__ = ["INTEGER_TEXT", "NUMBER_TEXT", "check_int", "check_number", "check_output_dir", "is_int", "is_number"]
+def check_device(value: Any, name: str = "device") -> str | None:
+    """Return `value` if it is None or names a torch device this machine has ("cpu", "cuda", "cuda:1", "mps");
+    else raise a ValueError naming `name`.
+
+    Checked before any work: a GPU that is not there would otherwise surface as a CUDA error after the data and the
+    base field are loaded.
+    """
+    if value is None:
+        return None
+    import torch  # here, not at the top: this module is a leaf that imports nothing heavy
+
+    try:
+        device = torch.device(value)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"{name} must name a torch device such as 'cpu' or 'cuda:0', got {value!r}: {error}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"{name}={value!r} asks for a GPU, but torch.cuda.is_available() is False on this machine (no GPU, or a "
+            "CPU build of torch). Leave it unset to use the process's accelerator or the CPU, or set it to 'cpu'."
+        )
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(
+            f"{name}={value!r} asks for GPU {device.index}, but this machine has {torch.cuda.device_count()}."
+        )
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"{name}={value!r} asks for Apple's MPS, which this machine lacks; set it to 'cpu'.")
+    return str(device)
+
+
+__all__ = [
+    "INTEGER_TEXT",
+    "NUMBER_TEXT",
+    "check_device",
+    "check_int",
+    "check_number",
+    "check_output_dir",
+    "is_int",
+    "is_number",
+]

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from stage3_helpers import save_image_field
 
 from hf_wlora.cli import main
@@ -103,9 +104,26 @@ def test_encode_settings_of_the_python_api_are_typed(image_field: str) -> None:
         ({"alpha": True}, "alpha must be a positive number, got True"),
         ({"mask_ratio": 1.0}, r"mask_ratio must be a number in \[0, 1\), got 1.0"),
         ({"points_per_step": 0}, "points_per_step must be a positive integer"),
+        ({"weight_decay": -0.1}, "weight_decay must be >= 0"),
+        ({"weight_decay": "0.1"}, "weight_decay must be a finite number, got '0.1'"),
+        ({"rank_pattern": {"head.linear": 0}}, r"rank_pattern\['head.linear'\] must be a positive integer"),
+        ({"rank_pattern": {"head.linear": 3}, "representation": "mlp"}, "mlp has no rank"),
+        ({"device": "gpu"}, "device must name a torch device such as 'cpu' or 'cuda:0', got 'gpu'"),
     ]:
         with pytest.raises(ValueError, match=message):
             EncodeConfig(**base, **change)
+
+
+def test_a_device_this_machine_lacks_is_refused_before_any_work(image_field: str) -> None:
+    assert EncodeConfig(field=image_field, output_dir="o", device="cpu").device == "cpu"
+    assert "device" not in EncodeConfig(field=image_field, output_dir="o").result_settings()  # speed, not weights
+    if torch.cuda.is_available():
+        missing = f"cuda:{torch.cuda.device_count()}"
+        with pytest.raises(ValueError, match=f"asks for GPU {torch.cuda.device_count()}"):
+            EncodeConfig(field=image_field, output_dir="o", device=missing)
+    else:
+        with pytest.raises(ValueError, match=r"torch.cuda.is_available\(\) is False"):
+            EncodeConfig(field=image_field, output_dir="o", device="cuda")
 
 
 # --- folders and files --------------------------------------------------------------------------------------------

@@ -134,3 +134,48 @@ def test_a_cosine_schedule_ends_at_rate_zero_and_changes_the_fit(base_field, gly
     assert FitSettings.from_encoding({}).lr_schedule == "constant"  # data sets encoded before the setting existed
     with pytest.raises(ValueError, match="lr_schedule must be one of"):
         FitSettings(lr_schedule="linear")
+
+
+def test_weight_decay_pulls_every_factor_towards_its_start(base_field, glyphs) -> None:
+    coords, targets = glyphs
+    representation = make_representation("mlora_asym", base_field)
+    start = representation.initial_factors()
+    plain = fit_instances(representation, coords, targets, FitSettings(steps=4, learning_rate=1e-1)).factors
+    # rate x decay = 1: every step ends exactly at the start again, whatever Adam did
+    pinned = FitSettings(steps=4, learning_rate=1e-1, weight_decay=10.0)
+    for name, value in fit_instances(representation, coords, targets, pinned).factors.items():
+        assert torch.equal(value, start[name].expand_as(value))
+    # a milder decay keeps every fit closer to the start than plain Adam, and batching still changes nothing
+    mild = FitSettings(steps=4, learning_rate=1e-1, weight_decay=1.0)
+    decayed = fit_instances(representation, coords, targets, mild).factors
+    alone = fit_instances(representation, coords, targets[2:3], mild).factors
+    distance = {
+        label: sum((fit[name] - start[name]).flatten(1).norm(dim=1) for name in start)
+        for label, fit in (("plain", plain), ("decayed", decayed))
+    }
+    assert (distance["decayed"] < distance["plain"]).all()
+    for name, value in decayed.items():
+        torch.testing.assert_close(value[2], alone[name][0], rtol=1e-5, atol=1e-6)
+    assert FitSettings.from_encoding({"weight_decay": 0.5}).weight_decay == 0.5
+    assert FitSettings.from_encoding({}).weight_decay == 0.0  # data sets encoded before the setting existed
+    with pytest.raises(ValueError, match="weight_decay must be >= 0"):
+        FitSettings(weight_decay=-1.0)
+
+
+@pytest.mark.parametrize("name", REPRESENTATIONS)
+def test_the_device_path_keeps_every_tensor_on_the_representations_device(name: str, base_field, glyphs) -> None:
+    """The GPU path, checked for shapes and dtypes on a CPU machine: on the meta device every op must find all its
+    tensors there (a model tensor or a coordinate left on the CPU fails), and no values are computed."""
+    coords, targets = glyphs
+    representation = make_representation(name, base_field, rank=4).to("meta")
+    assert representation.device.type == "meta"
+    start = {key: value.expand(5, *value.shape) for key, value in representation.initial_factors().items()}
+    values = representation.forward(start, coords.expand(5, -1, -1))  # factors and coordinates given on the CPU
+    assert (values.device.type, values.shape, values.dtype) == ("meta", targets.shape, torch.float32)
+    leaves = {key: value.to("meta").clone().requires_grad_(True) for key, value in start.items()}
+    losses = representation.loss_backward(leaves, coords.expand(5, -1, -1).to("meta"), targets.to("meta"), image_loss)
+    assert (losses.device.type, losses.shape) == ("meta", (5,))
+    assert all(value.grad.device.type == "meta" and value.grad.shape == value.shape for value in leaves.values())
+    # a whole fit runs its steps on the device; only handing the fitted values back to the CPU needs data
+    with pytest.raises(NotImplementedError, match="meta tensor"):
+        fit_instances(representation, coords, targets, FitSettings(steps=2, learning_rate=1e-2, points_per_step=50))

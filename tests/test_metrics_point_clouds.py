@@ -18,6 +18,7 @@ from hf_wlora.metrics.point_clouds import (
     normalize_point_clouds,
     pairwise_chamfer,
     pairwise_emd,
+    point_cloud_distances,
     point_cloud_generation_metrics,
     sample_point_clouds,
 )
@@ -145,6 +146,22 @@ def test_pairwise_chamfer_is_the_loop_of_chamfer_distance() -> None:
     assert float(pairwise_chamfer(clouds_a[:1], clouds_a[:1].clone())[0, 0]) == 0.0
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_kdtree_and_cdist_methods_give_the_same_matrices(dtype: torch.dtype) -> None:
+    generator = torch.Generator().manual_seed(1)
+    clouds_a = torch.randn(4, 300, 3, generator=generator, dtype=dtype)
+    clouds_b = torch.randn(5, 200, 3, generator=generator, dtype=dtype) * 1.2
+    near = clouds_a + 1e-4 * torch.randn(clouds_a.shape, generator=generator, dtype=dtype)  # tiny distances too
+    for first, second in ((clouds_a, clouds_b), (clouds_a, near), (clouds_a, None)):
+        tree = pairwise_chamfer(first, second, method="kdtree")
+        full = pairwise_chamfer(first, second, method="cdist", batch_size=3)
+        assert tree.dtype == full.dtype == dtype and tree.shape == full.shape
+        torch.testing.assert_close(tree, full, rtol=1e-5 if dtype == torch.float32 else 1e-12, atol=0)
+    assert torch.equal(pairwise_chamfer(clouds_a), pairwise_chamfer(clouds_a, method="kdtree"))  # the CPU default
+    with pytest.raises(ValueError, match="method must be 'kdtree', 'cdist' or None"):
+        pairwise_chamfer(clouds_a, method="brute")
+
+
 def test_pairwise_chamfer_rejects_bad_clouds() -> None:
     with pytest.raises(ValueError, match=r"clouds_b must be a non-empty \(N, P, 3\)"):
         pairwise_chamfer(torch.randn(2, 5, 3), torch.randn(2, 5, 2))
@@ -223,6 +240,19 @@ def test_pairwise_emd_matches_the_single_pair_functions() -> None:
     itself = pairwise_emd(clouds_a)
     assert torch.equal(itself, itself.T) and torch.equal(itself.diagonal(), torch.zeros(3))
     torch.testing.assert_close(itself, pairwise_emd(clouds_a, method="exact"), rtol=EMD_RELATIVE_TOLERANCE, atol=0)
+
+
+def test_exact_emd_on_several_threads_equals_one_pair_at_a_time() -> None:
+    generator = torch.Generator().manual_seed(6)
+    clouds_a, clouds_b = torch.randn(3, 40, 3, generator=generator), torch.rand(4, 40, 3, generator=generator)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        serial = pairwise_emd(clouds_a, clouds_b, method="exact")
+        torch.set_num_threads(3)
+        assert torch.equal(pairwise_emd(clouds_a, clouds_b, method="exact", batch_size=5), serial)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_sinkhorn_out_of_iterations_warns_with_the_bracket_width(caplog: pytest.LogCaptureFixture) -> None:
@@ -321,3 +351,15 @@ def test_point_cloud_generation_metrics_end_to_end() -> None:
     assert emd["mmd"] == pytest.approx(emd_exact["mmd"], rel=EMD_RELATIVE_TOLERANCE)
     with pytest.raises(ValueError, match="distance must be one of"):
         point_cloud_generation_metrics(boxes, spheres, distance="hausdorff")
+
+
+def test_the_references_matrix_can_be_computed_once_for_several_generators() -> None:
+    spheres = torch.stack([shape_cloud("sphere", 64, seed) for seed in range(3)])
+    boxes = torch.stack([shape_cloud("box", 64, seed) for seed in range(4)])
+    for distance in ("chamfer", "emd_exact"):
+        own = point_cloud_distances(spheres, distance=distance)
+        assert own.shape == (3, 3) and torch.equal(own, own.T)
+        given = point_cloud_generation_metrics(boxes, spheres, distance=distance, reference_distances=own)
+        assert given == point_cloud_generation_metrics(boxes, spheres, distance=distance)
+    with pytest.raises(ValueError, match=r"reference_distances has shape \(4, 4\), but there are 3 references"):
+        point_cloud_generation_metrics(boxes, spheres, reference_distances=torch.zeros(4, 4))

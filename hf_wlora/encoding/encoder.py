@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..checks import check_int, check_number, check_output_dir
+from ..checks import check_device, check_int, check_number, check_output_dir
 from ..representations import (
     DEFAULT_LEARNING_RATES,
     POINTS_PER_SHAPE,
@@ -54,13 +54,19 @@ class EncodeConfig(RecipeSection):
             of the field itself).
         target_modules: The base field's layers the LoRA kinds adapt (None: `adapter_target_modules()`, the Fourier
             input projection and every trunk layer); PEFT names, suffixes or a regex.
+        rank_pattern: Per-layer ranks of the LoRA kinds that override `rank`, keyed by layer name or regex (as in
+            PEFT), e.g. {"head.linear": 3} to adapt the 3-wide head beside rank-4 trunk layers.
         mlp_hidden_size: Width of the mlp kinds' standalone field (None: the base field's), to compare HyperDiffusion
             at about as many numbers per instance as an adapter kind.
         steps, learning_rate, points_per_step: Fitting budget (learning_rate None: the kind's
             `DEFAULT_LEARNING_RATES` entry, 1e-1 for mLoRA, 1e-2 for LoRA, 1e-3 for mlp).
         lr_schedule: "constant", or "cosine" (decay to zero over the steps).
+        weight_decay: Decoupled decay of the factors towards their starting values (`FitSettings.weight_decay`).
         points_per_shape: SDF samples drawn per shape (seeded by the instance's index).
         batch_size: Instances fitted together (it changes speed and memory, never the result).
+        device: Where the fits run: None (the default) uses the process's accelerator, i.e. each process's GPU under
+            `accelerate launch` and the CPU without one; or a torch device name such as "cpu" or "cuda:1". Like the
+            batch size it changes speed, not the settings of the weights (a resume may use another device).
         shard_size: Rows per final parquet shard (None: about 500 MB).
         mesh_resolution: Grid resolution of the meshes that score shapes (Chamfer).
         seed: Seed of the initial factors and the per-step point subsets.
@@ -82,13 +88,16 @@ class EncodeConfig(RecipeSection):
     mask_seed: int = DEFAULT_MASK_SEED
     kappa: float | None = None
     target_modules: list[str] | str | None = None
+    rank_pattern: dict[str, int] | None = None
     mlp_hidden_size: int | None = None
     steps: int = 300
     learning_rate: float | None = None
     points_per_step: int | None = None
     lr_schedule: str = "constant"
+    weight_decay: float = 0.0
     points_per_shape: int = POINTS_PER_SHAPE
     batch_size: int = 64
+    device: str | None = None
     shard_size: int | None = None
     mesh_resolution: int = 64
     seed: int = 0
@@ -109,11 +118,21 @@ class EncodeConfig(RecipeSection):
             if getattr(self, name) is not None:
                 check_number(getattr(self, name), name, positive=True)
         check_number(self.mask_ratio, "mask_ratio", fraction=True)
+        self.device = check_device(self.device)
+        if check_number(self.weight_decay, "weight_decay") < 0:
+            raise ValueError(f"weight_decay must be >= 0 (0 turns it off), got {self.weight_decay}.")
         is_mlp = self.representation.startswith("mlp")
         if self.mlp_hidden_size is not None and not is_mlp:
             raise ValueError(f"mlp_hidden_size sets the mlp kinds' width; {self.representation} adapts the field.")
         if self.target_modules is not None and is_mlp:
             raise ValueError(f"target_modules chooses the layers a LoRA adapts; {self.representation} trains them all.")
+        if self.rank_pattern is not None:
+            if is_mlp:
+                raise ValueError(f"rank_pattern sets a LoRA's per-layer ranks; {self.representation} has no rank.")
+            if not isinstance(self.rank_pattern, dict):
+                raise ValueError(f"rank_pattern must map layer names to ranks, got {self.rank_pattern!r}.")
+            for layer, layer_rank in self.rank_pattern.items():
+                check_int(layer_rank, f"rank_pattern[{layer!r}]", minimum=1)
         if self.learning_rate is None:
             self.learning_rate = DEFAULT_LEARNING_RATES[self.representation]
         self.fit_settings()  # validates steps, learning rate and points per step now, not after loading data
@@ -125,15 +144,17 @@ class EncodeConfig(RecipeSection):
             points_per_step=self.points_per_step,
             seed=self.seed,
             lr_schedule=self.lr_schedule,
+            weight_decay=self.weight_decay,
         )
 
     def result_settings(self) -> dict[str, Any]:
         """The settings that determine the fitted weights (batch size and sharding do not), stored with the data."""
-        skip = {"field", "output_dir", "batch_size", "shard_size", "split"}
+        skip = {"field", "output_dir", "batch_size", "device", "shard_size", "split"}
         return {name: value for name, value in asdict(self).items() if name not in skip}
 
-    def build_representation(self, base_field: Any, source: Any) -> Representation:
-        """The representation these settings fit on `base_field`, starting where the encoding starts every instance.
+    def build_representation(self, base_field: Any, source: Any, device: Any = None) -> Representation:
+        """The representation these settings fit on `base_field`, starting where the encoding starts every instance,
+        computing on `device` (default: this config's `device`, else the CPU).
 
         The adapter kinds start from seeded factors; the mlp kinds (HyperDiffusion) from a fit of the source's first
         instance, computed here (every process of a distributed run computes the same one).
@@ -148,8 +169,9 @@ class EncodeConfig(RecipeSection):
             **({"kappa": self.kappa} if self.kappa is not None else {}),
             **({"alpha": self.alpha} if self.alpha is not None and not self.representation.startswith("mlp") else {}),
             **({"target_modules": self.target_modules} if self.target_modules is not None else {}),
+            **({"rank_pattern": self.rank_pattern} if self.rank_pattern is not None else {}),
             **({"hidden_size": self.mlp_hidden_size} if self.mlp_hidden_size is not None else {}),
-        )
+        ).to(device or self.device or "cpu")
         if isinstance(representation, StandaloneMLPRepresentation):
             coords, targets = instance_targets([source[0]], representation.modality, self.points_per_shape, [0])
             first = fit_instances(representation, coords, targets, self.fit_settings())
@@ -228,7 +250,7 @@ def encode(config: EncodeConfig, progress: bool = True) -> EncodeResult:
     check_field_modality(base_field, config.data, config.field)
     revision = _field_commit(config)
     source = open_data_source(config.data, config.data_options)
-    representation = config.build_representation(base_field, source)
+    representation = config.build_representation(base_field, source, device=config.device or state.device)
     modality = representation.modality
     info = WeightDatasetInfo(
         spec=representation.spec,

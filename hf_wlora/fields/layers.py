@@ -25,21 +25,39 @@ _ACTIVATION_GAINS: dict[str, float] = {
 DEMODULATION_EPS = 1e-8
 
 
+# 1/sqrt(2) keeps the residual stream at unit scale, as in StyleGAN2's residual blocks
+_RESIDUAL_SCALE = math.sqrt(0.5)
+
+
+def _without_gain(x: Tensor, name: str) -> Tensor:
+    """The named activation without its gain."""
+    if name == "leaky_relu":
+        return F.leaky_relu(x, 0.2)
+    if name == "relu":
+        return F.relu(x)
+    if name == "silu":
+        return F.silu(x)
+    if name == "gelu":
+        return F.gelu(x)
+    raise ValueError(f"unknown activation {name!r}")
+
+
 def activate(x: Tensor, name: str | None) -> Tensor:
     """Apply the named hidden activation with its unit-variance gain (`None`: identity)."""
     if name is None:
         return x
-    if name == "leaky_relu":
-        y = F.leaky_relu(x, 0.2)
-    elif name == "relu":
-        y = F.relu(x)
-    elif name == "silu":
-        y = F.silu(x)
-    elif name == "gelu":
-        y = F.gelu(x)
-    else:
-        raise ValueError(f"unknown activation {name!r}")
-    return y * _ACTIVATION_GAINS[name]
+    return _without_gain(x, name) * _ACTIVATION_GAINS[name]
+
+
+def residual_update(h: Tensor, z: Tensor, name: str | None) -> Tensor:
+    """A residual block's output (h + activate(z, name)) / sqrt(2).
+
+    Two element-wise passes instead of three (the gain folds into the addition): these passes over every point's
+    activations are a large part of a fitting step beside the matmuls (benchmarks/bench_encode.py).
+    """
+    if name is None:
+        return (h + z).mul_(_RESIDUAL_SCALE)
+    return torch.add(h, _without_gain(z, name), alpha=_ACTIVATION_GAINS[name]).mul_(_RESIDUAL_SCALE)
 
 
 class FourierFeatures(nn.Module):
@@ -195,9 +213,8 @@ class ModulatedBlock(nn.Module):
         self.residual = residual
 
     def forward(self, h: Tensor, w: Tensor) -> Tensor:
-        out = activate(self.modulated(h, w), self.activation)
-        # 1/sqrt(2) keeps the residual stream at unit scale, as in StyleGAN2's residual blocks
-        return (h + out) * math.sqrt(0.5) if self.residual else out
+        z = self.modulated(h, w)
+        return residual_update(h, z, self.activation) if self.residual else activate(z, self.activation)
 
 
 class LinearBlock(nn.Module):
@@ -210,8 +227,8 @@ class LinearBlock(nn.Module):
         self.residual = residual
 
     def forward(self, h: Tensor) -> Tensor:
-        out = activate(self.linear(h), self.activation)
-        return (h + out) * math.sqrt(0.5) if self.residual else out
+        z = self.linear(h)
+        return residual_update(h, z, self.activation) if self.residual else activate(z, self.activation)
 
 
 def apply_output_activation(values: Tensor, name: str) -> Tensor:

@@ -11,7 +11,8 @@ anyone may import.
 - memorisation: `copy_fraction` (samples closer to a training instance than its training neighbours are),
   `image_memorization`;
 - shape generation: `point_cloud_generation_metrics` (MMD, COV, 1-NNA over `pairwise_chamfer` or `pairwise_emd`),
-  `sample_point_clouds`, `normalize_point_clouds`, `earth_movers_distance` (Sinkhorn) and `exact_emd`;
+  `point_cloud_distances` (a set's distance matrix, reusable across generators), `sample_point_clouds`,
+  `normalize_point_clouds`, `earth_movers_distance` (Sinkhorn) and `exact_emd`;
 - weight-space structure: `cosine_similarity`, `correlated_initialization`, `interpolation_weights`,
   `interpolation_barrier`;
 - discrimination: `discrimination_metrics` (k-means ARI, held-out 1-NN and logistic-regression accuracy),
@@ -50,6 +51,7 @@ _LAZY_ATTRIBUTES: dict[str, str] = {
     "earth_movers_distance": ".point_clouds",
     "exact_emd": ".point_clouds",
     "pairwise_emd": ".point_clouds",
+    "point_cloud_distances": ".point_clouds",
     "generation_metrics_from_distances": ".point_clouds",
     "point_cloud_generation_metrics": ".point_clouds",
     "cosine_similarity": ".structure",
@@ -89,6 +91,7 @@ if TYPE_CHECKING:
         normalize_point_clouds,
         pairwise_chamfer,
         pairwise_emd,
+        point_cloud_distances,
         point_cloud_generation_metrics,
         sample_point_clouds,
     )
@@ -123,6 +126,7 @@ __all__ = [
     "normalize_point_clouds",
     "pairwise_chamfer",
     "pairwise_emd",
+    "point_cloud_distances",
     "point_cloud_generation_metrics",
     "psnr",
     "psnr_from_mse",

@@ -55,6 +55,9 @@ class FitSettings:
         chunk_size: Instances per vectorised chunk (None: chosen from the activation size).
         seed: Seed of the per-step point subsets.
         lr_schedule: "constant", or "cosine" (the learning rate decays from `learning_rate` to zero over the steps).
+        weight_decay: Decoupled decay towards the fit's starting factors (AdamW's form, anchored at the start
+            instead of at zero): after every Adam step each factor moves by learning rate x weight_decay x (factor -
+            start). 0 (the default) is plain Adam.
     """
 
     steps: int = 300
@@ -63,6 +66,7 @@ class FitSettings:
     chunk_size: int | None = None
     seed: int = 0
     lr_schedule: str = "constant"
+    weight_decay: float = 0.0
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -73,13 +77,15 @@ class FitSettings:
             raise ValueError(f"points_per_step must be >= 1 or None, got {self.points_per_step}.")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}.")
+        if not self.weight_decay >= 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}.")
 
     @classmethod
     def from_encoding(cls, encoding: Mapping[str, Any], **overrides: Any) -> FitSettings:
         """The fit an encoding ran (`EncodeConfig.result_settings()`, as a weight data set's info and a trained
         transformer's config record it); `overrides` whose value is not None replace its steps, learning_rate or
-        points_per_step. The seed and the learning-rate schedule are always the encoding's: the seed fixes the
-        initial factors and the point subsets."""
+        points_per_step. The seed, the learning-rate schedule and the weight decay are always the encoding's: the seed
+        fixes the initial factors and the point subsets."""
         unknown = sorted(set(overrides) - {"steps", "learning_rate", "points_per_step"})
         if unknown:
             raise ValueError(f"Only steps, learning_rate and points_per_step can be overridden, got {unknown}.")
@@ -89,6 +95,7 @@ class FitSettings:
             "points_per_step": encoding.get("points_per_step"),
             "seed": encoding.get("seed", cls.seed),
             "lr_schedule": encoding.get("lr_schedule", cls.lr_schedule),
+            "weight_decay": encoding.get("weight_decay", cls.weight_decay),
         }
         return cls(**{**settings, **{key: value for key, value in overrides.items() if value is not None}})
 
@@ -117,7 +124,8 @@ def fit_instances(
     initial: Mapping[str, torch.Tensor] | None = None,
     progress: bool = False,
 ) -> FitResult:
-    """Fit N instances at once from the same initial factors.
+    """Fit N instances at once from the same initial factors, on the representation's device (see
+    `Representation.to`); the fitted factors and losses are returned on the CPU.
 
     Args:
         representation: What is fitted (see `make_representation`).
@@ -132,15 +140,18 @@ def fit_instances(
     if not torch.isfinite(targets).all():
         raise ValueError("targets contain NaN or infinite values; clean the data before encoding.")
     num_instances, num_points = targets.shape[:2]
+    device = representation.device
+    coords, targets = coords.to(device), targets.to(device)
     if coords.dim() == 2:
         coords = coords.expand(num_instances, *coords.shape)
     if coords.shape[:2] != (num_instances, num_points):
         raise ValueError(f"coords {tuple(coords.shape)} do not match targets {tuple(targets.shape)}.")
     start = representation.initial_factors() if initial is None else initial
     factors = {
-        name: value.detach().expand(num_instances, *value.shape).clone().requires_grad_(True)
+        name: value.detach().to(device).expand(num_instances, *value.shape).clone().requires_grad_(True)
         for name, value in start.items()
     }
+    anchors = {name: value.detach().clone() for name, value in factors.items()} if settings.weight_decay else {}
     optimizer = torch.optim.Adam(factors.values(), lr=settings.learning_rate)
     schedule = (
         torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, settings.steps)
@@ -151,13 +162,23 @@ def fit_instances(
     losses = torch.empty(num_instances)
     for step in tqdm(range(settings.steps), desc=f"fitting {representation.name}", disable=not progress):
         points = step_points(num_points, settings, step)
+        points = None if points is None else points.to(device)
         step_coords, step_targets = (coords, targets) if points is None else (coords[:, points], targets[:, points])
         optimizer.zero_grad(set_to_none=False)
         losses = representation.loss_backward(factors, step_coords, step_targets, loss_fn, settings.chunk_size)
         optimizer.step()
+        if settings.weight_decay:
+            _decay_towards(factors, anchors, optimizer.param_groups[0]["lr"] * settings.weight_decay)
         if schedule is not None:
             schedule.step()
-    return FitResult({name: value.detach() for name, value in factors.items()}, losses)
+    return FitResult({name: value.detach().cpu() for name, value in factors.items()}, losses.cpu())
+
+
+@torch.no_grad()
+def _decay_towards(factors: Mapping[str, torch.Tensor], anchors: Mapping[str, torch.Tensor], rate: float) -> None:
+    """factor <- factor - rate * (factor - anchor), in place (element-wise, so every instance decays as if alone)."""
+    for name, factor in factors.items():
+        factor.lerp_(anchors[name], rate)
 
 
 def fit_in_batches(

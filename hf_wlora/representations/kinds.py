@@ -65,9 +65,22 @@ class Representation:
     modality: str
     _width: int  # widest adapted layer: sets the default chunk size
 
+    model: torch.nn.Module
+
     @property
     def name(self) -> str:
         return self.spec.name
+
+    @property
+    def device(self) -> torch.device:
+        """Where this representation computes: its model's device (the CPU unless moved with `to`)."""
+        return next(self.model.buffers()).device
+
+    def to(self, device: torch.device | str) -> Representation:
+        """Compute on `device` from now on: the model and every fixed tensor of the representation move; returns
+        self. Factors and coordinates given to it may live anywhere (they are moved as they are used)."""
+        self.model.to(device)
+        return self
 
     def initial_factors(self) -> dict[str, torch.Tensor]:
         """One instance's starting factors, shared by every instance (spec names and shapes)."""
@@ -81,7 +94,9 @@ class Representation:
     def forward(
         self, factors: Mapping[str, torch.Tensor], coords: torch.Tensor, chunk_size: int | None = None
     ) -> torch.Tensor:
-        """Field values (N, P, C) of N instances at coords (N, P, d)."""
+        """Field values (N, P, C) of N instances at coords (N, P, d), on the representation's device."""
+        factors = {name: value.to(self.device) for name, value in factors.items()}
+        coords = coords.to(self.device)
         return self._batched_values(factors, coords, chunk_size or chunk_size_for((coords,), self._width))
 
     def loss_backward(
@@ -110,12 +125,14 @@ class Representation:
         raise NotImplementedError
 
     def field_function(self, factors: Mapping[str, torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
-        """A decoder-ready field function: shared coords (P, d) -> values (N, P, C) of the N given instances."""
+        """A decoder-ready field function: shared coords (P, d) -> values (N, P, C) of the N given instances, computed
+        on the representation's device and returned on the coordinates' device."""
         num_instances = next(iter(factors.values())).shape[0]
+        factors = {name: value.to(self.device) for name, value in factors.items()}  # once, not per chunk of points
 
         @torch.no_grad()
         def evaluate(coords: torch.Tensor) -> torch.Tensor:
-            return self.forward(factors, coords.expand(num_instances, *coords.shape))
+            return self.forward(factors, coords.expand(num_instances, *coords.shape)).to(coords.device)
 
         return evaluate
 
@@ -227,6 +244,12 @@ class StandaloneMLPRepresentation(Representation):
             {name: parameters[name].detach().clone() for name in self.spec.factor_shapes()}
         )
 
+    def to(self, device: torch.device | str) -> StandaloneMLPRepresentation:
+        super().to(device)
+        self._frozen = {name: (mask.to(device), values.to(device)) for name, (mask, values) in self._frozen.items()}
+        self._initial = {name: value.to(device) for name, value in self._initial.items()}
+        return self
+
     def _apply_frozen(self, factors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         applied = dict(factors)
         for name, (mask, values) in self._frozen.items():
@@ -249,7 +272,9 @@ class StandaloneMLPRepresentation(Representation):
         shapes = self.spec.factor_shapes()
         if {name: tuple(value.shape) for name, value in factors.items()} != shapes:
             raise ValueError(f"Initial factors must have exactly the spec's names and shapes: {shapes}.")
-        self._initial = self._apply_frozen({name: value.detach().clone() for name, value in factors.items()})
+        self._initial = self._apply_frozen(
+            {name: value.detach().to(self.device, copy=True) for name, value in factors.items()}
+        )
 
     def _batched_values(
         self, factors: Mapping[str, torch.Tensor], coords: torch.Tensor, chunk_size: int

@@ -33,7 +33,7 @@ def reconstruction_scores(
     if representation.modality == "image":
         with torch.no_grad():
             values = representation.forward(factors, coords.expand(len(instances), *coords.shape))
-        return psnr(values, targets).numpy()
+        return psnr(values.to(targets.device), targets).cpu().numpy()
     grids = sdf_grid(representation.field_function(factors), mesh_resolution)
     meshes = extract_meshes(grids, allow_failures=True)  # a failed mesh scores NaN, and the log names it
     references = [sample_surface(shape, SCORE_POINTS, seed=seed) for shape in instances]

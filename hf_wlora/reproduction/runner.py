@@ -111,6 +111,7 @@ def _modality(
 
     features = (config.image_features or PIXEL_FEATURES) if modality == "2d" else None
     learned = functools.cache(lambda: studies.learned_extractor(budget, folder / LEARNED_FEATURES_DIR, seed))
+    point_clouds = functools.cache(lambda: studies.reference_point_clouds(budget))  # shared by the 3-D systems
 
     def generation(name: str) -> dict[str, Any]:
         pipeline_dir = stages.generator(budget, weights[name], folder, seed)
@@ -122,6 +123,7 @@ def _modality(
             seed,
             image_features=image_features,
             learned_features=learned() if modality == "2d" else None,
+            point_cloud_references=point_clouds() if modality == "3d" else None,
         )
         return result if features is None else {**result, "image_features": features}
 

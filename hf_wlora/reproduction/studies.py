@@ -6,6 +6,7 @@ table), discrimination with t-SNE (Table 4, Figure 5). Each returns plain JSON-s
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -148,17 +149,18 @@ def generation_study(
     seed: int,
     image_features: ImageFeatureExtractor | None = None,
     learned_features: ImageFeatureExtractor | None = None,
+    point_cloud_references: ReferencePointClouds | None = None,
 ) -> dict[str, Any]:
     """The generation table: sample a trained pipeline (class-balanced, with guidance for conditional models) and
     compare the samples with the data set. In 2-D: FD and MMD (Gaussian and polynomial kernels) on `image_features`
     (pixels by default) and, under "learned_features", on `learned_features` (the study's `learned_extractor`;
     skipped when None), and the memorisation figures under "memorization" (`image_generation_figures`). In 3-D:
     MMD, COV, 1-NNA and the copy fraction over Chamfer (and EMD) distances of 2,048-point clouds (HyperDiffusion's
-    protocol).
+    protocol), against `point_cloud_references` (`reference_point_clouds`, computed here when None).
     """
     import json
 
-    from ..data import open_data_source, sample_surface
+    from ..data import open_data_source
     from ..pipelines import WeightSpacePipeline, decoded_tiles, picture_scale, tile_grid
 
     pipeline = WeightSpacePipeline.from_pretrained(pipeline_dir)
@@ -194,21 +196,61 @@ def generation_study(
     results["num_meshes"] = len(meshes)
     if len(meshes) < 2:  # the metrics need two samples at least; the report says none could be measured
         return results
-    points = budget.point_cloud_points
-    samples = sample_point_clouds(meshes, points, seed=seed)
-    references = torch.stack(
+    references = point_cloud_references or reference_point_clouds(budget)
+    samples = sample_point_clouds(meshes, budget.point_cloud_points, seed=seed)
+    for name, distance in (("chamfer", "chamfer"), ("emd", references.emd_distance)):
+        results[name] = point_cloud_generation_metrics(
+            samples[:, references.subset(name)],
+            references.clouds[:, references.subset(name)],
+            distance=distance,
+            reference_distances=references.distances[name],
+        )
+    results["emd_points"] = references.emd_points
+    return results
+
+
+@dataclass
+class ReferencePointClouds:
+    """The 3-D data set's reference clouds and their own distance matrices, shared by every generator's study.
+
+    Attributes:
+        clouds: (R, point_cloud_points, 3) surface samples of every instance.
+        emd_points: Points of each cloud the EMD compares (a prefix, a random subset: the points are in random order).
+        emd_distance: "emd" (Sinkhorn, on a GPU) or "emd_exact" (the assignment solver, faster on a CPU).
+        distances: The references' (R, R) matrices, "chamfer" and "emd".
+    """
+
+    clouds: torch.Tensor
+    emd_points: int
+    emd_distance: str
+    distances: dict[str, torch.Tensor]
+
+    def subset(self, name: str) -> slice:
+        """The points of each cloud the distance `name` compares."""
+        return slice(0, self.emd_points) if name == "emd" else slice(None)
+
+
+def reference_point_clouds(budget: StudyBudget) -> ReferencePointClouds:
+    """Sample the 3-D data set's reference clouds (HyperDiffusion's protocol) and compute their own Chamfer and EMD
+    matrices once: every generator of a study is compared with the same references."""
+    from ..data import open_data_source, sample_surface
+    from ..metrics import point_cloud_distances
+
+    source = open_data_source(budget.data, budget.data_options)
+    clouds = torch.stack(
         [
-            torch.as_tensor(sample_surface(source[index], points, seed=index), dtype=torch.float32)
+            torch.as_tensor(sample_surface(source[index], budget.point_cloud_points, seed=index), dtype=torch.float32)
             for index in range(len(source))
         ]
     )
-    results["chamfer"] = point_cloud_generation_metrics(samples, references, distance="chamfer")
     # EMD: Sinkhorn on a GPU; on a CPU the exact assignment solver is faster (3.5x at 2,048 points)
     emd = "emd" if torch.cuda.is_available() else "emd_exact"
-    subset = slice(0, budget.emd_points)  # the clouds' points are in random order: a prefix is a random subset
-    results["emd"] = point_cloud_generation_metrics(samples[:, subset], references[:, subset], distance=emd)
-    results["emd_points"] = samples[:, subset].shape[1]
-    return results
+    emd_points = clouds[:, : budget.emd_points].shape[1]
+    distances = {
+        "chamfer": point_cloud_distances(clouds, distance="chamfer"),
+        "emd": point_cloud_distances(clouds[:, :emd_points], distance=emd),
+    }
+    return ReferencePointClouds(clouds, emd_points, emd, distances)
 
 
 def discrimination_study(weights_dir: Path, seed: int) -> dict[str, Any]:
@@ -248,10 +290,12 @@ def _nanmean(values: np.ndarray) -> float:
 
 
 __all__ = [
+    "ReferencePointClouds",
     "discrimination_study",
     "generation_study",
     "learned_extractor",
     "reconstruction_study",
     "reference_images",
+    "reference_point_clouds",
     "structure_study",
 ]

@@ -29,6 +29,7 @@ from transformers.pytorch_utils import Conv1D
 from ...checks import check_int
 from ...spec import asymmetric_mask, frozen_values
 from .config import MLoraConfig
+from .stacked import stacked_multiplicative_linear
 
 SUPPORTED_LAYER_TYPES: tuple[type[nn.Module], ...] = (
     nn.Linear,
@@ -338,6 +339,19 @@ class Linear(_MLoraModule):
         return weight
 
     def forward_adapted(self, x: torch.Tensor, adapter_names: list[str]) -> torch.Tensor:
+        if self._is_stacked_multiplicative(x, adapter_names):
+            (adapter_name,) = adapter_names
+            base_layer = self.get_base_layer()
+            masked = adapter_name in self.mlora_mask
+            return stacked_multiplicative_linear(
+                x,
+                self.mlora_A[adapter_name],
+                self.mlora_B[adapter_name],
+                self._as_matrix(base_layer.weight),
+                base_layer.bias,
+                self.scaling[adapter_name],
+                *((self.mlora_mask[adapter_name], self.mlora_frozen[adapter_name]) if masked else (None, None)),
+            )
         folded, low_rank = self._split_adapters(adapter_names)
         out = _linear(x, self._as_matrix(self.adapted_weight(folded)), self.get_base_layer().bias)
         for adapter_name in low_rank:
@@ -346,6 +360,22 @@ class Linear(_MLoraModule):
             update = _linear(_linear(x.to(A.dtype), A), B) * self.scaling[adapter_name]
             out = out + update.to(out.dtype)
         return out
+
+    def _is_stacked_multiplicative(self, x: torch.Tensor, adapter_names: list[str]) -> bool:
+        """Whether this call is one multiplicative adapter with instance-stacked factors (the batched fitting path)
+        on a frozen base layer, which `stacked_multiplicative_linear` computes in one autograd function."""
+        if len(adapter_names) != 1 or not self.multiplicative[adapter_names[0]]:
+            return False
+        A, B = self.mlora_A[adapter_names[0]], self.mlora_B[adapter_names[0]]
+        base_layer = self.get_base_layer()
+        constants = [base_layer.weight] if base_layer.bias is None else [base_layer.weight, base_layer.bias]
+        return (
+            A.dim() == 3
+            and x.dim() >= 2
+            and x.shape[0] == A.shape[0]
+            and not any(tensor.requires_grad for tensor in constants)
+            and all(tensor.dtype == x.dtype for tensor in (A, B, *constants))
+        )
 
 
 def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
