@@ -8,14 +8,19 @@ of Adam steps and the same learning rate, from the same initial factors:
 - batched: `fit_instances` on all instances at once (stacked factors, one optimiser, chunked broadcast path).
 
 Because the batched fit is the per-instance fit computed together, the final losses agree; both means are printed.
-Peak memory of a whole encoding run (`--memory`) is measured in fresh processes for two data set sizes.
+The batched path's useful FLOP/s (the adapted layers' matmuls: forward, weight gradient, input gradient except for
+the first layer, whose input is the frozen Fourier features) is compared with a dense matmul measured in the same
+process. Peak memory of a whole encoding run (`--memory`) is measured in fresh processes for 200 and 2,000 instances;
+their ratio must stay at most `MEMORY_RATIO_LIMIT` (memory flat in the data set's size), or the script exits with 1.
 
-Run: `python benchmarks/bench_encode.py [--instances 64] [--steps 100] [--points-per-step N] [--memory]`.
+Run: `python benchmarks/bench_encode.py [--instances 64] [--steps 100] [--points-per-step N] [--memory]
+[--device cuda]`.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import subprocess
@@ -32,6 +37,9 @@ from hf_wlora.fields import NeuralFieldConfig, NeuralFieldModel, image_coordinat
 from hf_wlora.representations import FitSettings, fit_instances, image_loss, make_representation, step_points
 from hf_wlora.tuners.mlora import MLoraConfig, adapter_factors
 
+# Peak memory encoding 2,000 instances over that of 200: at most this (the per-instance state is streamed to disk).
+MEMORY_RATIO_LIMIT = 1.1
+
 
 def glyph_targets(num_instances: int, resolution: int) -> torch.Tensor:
     data = GlyphImages(num_instances=num_instances, resolution=resolution, seed=0)
@@ -45,7 +53,7 @@ def loop_fit(
     targets: torch.Tensor,
     settings: FitSettings,
 ) -> torch.Tensor:
-    model = get_peft_model(field, MLoraConfig(r=4, asymmetric_mask=True))
+    model = get_peft_model(field, MLoraConfig(r=4, asymmetric_mask=True)).to(coords.device)
     slot = adapter_factors(model)
     losses = []
     for target in targets:
@@ -62,6 +70,33 @@ def loop_fit(
             optimizer.step()
         losses.append(loss.detach())
     return torch.stack(losses)
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def matmul_flops(device: torch.device, repeats: int = 3) -> float:
+    """FLOP/s of a dense float32 matmul on `device` (2048^3 on a CPU, 8192^3 on a GPU): the practical peak."""
+    size = 2048 if device.type == "cpu" else 8192
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
+    best = float("inf")
+    for _ in range(repeats + 1):
+        synchronize(device)
+        start = time.perf_counter()
+        a @ b
+        synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best
+
+
+def useful_flops(representation, points: int, instances: int, steps: int) -> float:
+    """FLOPs of the adapted layers' matmuls over a fit: forward, weight gradient, and input gradient except for the
+    first adapted layer (its input, the Fourier features, needs none)."""
+    layers = [(layer.d_out, layer.d_in) for layer in representation.spec.layers]
+    per_point = sum(3 * 2 * d_out * d_in for d_out, d_in in layers) - 2 * layers[0][0] * layers[0][1]
+    return per_point * points * instances * steps
 
 
 MEMORY_SCRIPT = """
@@ -89,23 +124,32 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=1e-2)
     parser.add_argument("--points-per-step", type=int, default=None, help="pixels per step (default: all)")
     parser.add_argument("--memory", action="store_true", help="also measure peak memory for 200 and 2,000 instances")
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
-    print(f"machine: {platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    device = torch.device(args.device)
+    print(f"machine: {platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads, {device}")
 
     torch.manual_seed(0)
     field = NeuralFieldModel(NeuralFieldConfig(modality="image")).bake().requires_grad_(False)
-    representation = make_representation("mlora_asym", field, rank=4)
-    coords = image_coordinates(args.resolution, args.resolution)
-    targets = glyph_targets(args.instances, args.resolution)
+    representation = make_representation("mlora_asym", field, rank=4).to(device)
+    coords = image_coordinates(args.resolution, args.resolution).to(device)
+    targets = glyph_targets(args.instances, args.resolution).to(device)
     settings = FitSettings(steps=args.steps, learning_rate=args.learning_rate, points_per_step=args.points_per_step)
+    fit_instances(representation, coords, targets[:8], dataclasses.replace(settings, steps=2))  # warm-up
 
+    peak = matmul_flops(device)
+    synchronize(device)
     start = time.perf_counter()
     batched = fit_instances(representation, coords, targets, settings)
+    synchronize(device)
     batched_seconds = time.perf_counter() - start
 
     start = time.perf_counter()
     loop_losses = loop_fit(field, representation.initial_factors(), coords, targets, settings)
+    synchronize(device)
     loop_seconds = time.perf_counter() - start
+    points = args.points_per_step or args.resolution**2
+    flops = useful_flops(representation, points, args.instances, args.steps)
 
     result = {
         "instances": args.instances,
@@ -116,10 +160,16 @@ def main() -> None:
         "speedup": loop_seconds / batched_seconds,
         "batched_final_loss": batched.losses.mean().item(),
         "loop_final_loss": loop_losses.mean().item(),
+        "batched_gflops": flops / batched_seconds / 1e9,
+        "matmul_gflops": peak / 1e9,
+        "batched_of_matmul": flops / batched_seconds / peak,
+        "ms_per_step": 1e3 * batched_seconds / args.steps,
     }
     print(
         f"{args.instances} instances x {args.steps} steps at {args.resolution}x{args.resolution}: batched "
-        f"{result['batched_instances_per_s']:.2f} inst/s, loop {result['loop_instances_per_s']:.2f} inst/s, "
+        f"{result['batched_instances_per_s']:.2f} inst/s ({result['ms_per_step']:.1f} ms/step, "
+        f"{result['batched_gflops']:.1f} GFLOP/s = {result['batched_of_matmul']:.0%} of a "
+        f"{result['matmul_gflops']:.0f} GFLOP/s matmul), loop {result['loop_instances_per_s']:.2f} inst/s, "
         f"{result['speedup']:.2f}x; final loss batched {result['batched_final_loss']:.5f}, loop "
         f"{result['loop_final_loss']:.5f}"
     )
@@ -129,7 +179,11 @@ def main() -> None:
             for count in (200, 2000):
                 result[f"peak_memory_mib_{count}"] = peak_memory_mib(str(Path(folder) / "field"), count, folder)
                 print(f"peak memory encoding {count} instances: {result[f'peak_memory_mib_{count}']:.0f} MiB")
+        result["memory_ratio"] = result["peak_memory_mib_2000"] / result["peak_memory_mib_200"]
+        print(f"memory 2,000 : 200 instances = {result['memory_ratio']:.3f} (limit {MEMORY_RATIO_LIMIT})")
     print(json.dumps(result))
+    if result.get("memory_ratio", 0.0) > MEMORY_RATIO_LIMIT:
+        sys.exit(f"peak memory grows with the data set: ratio {result['memory_ratio']:.3f} > {MEMORY_RATIO_LIMIT}")
 
 
 if __name__ == "__main__":

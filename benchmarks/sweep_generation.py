@@ -36,6 +36,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "decay-0.3": ("mlora_asym", {"weight_decay": 0.3}, {}),
     "decay-1": ("mlora_asym", {"weight_decay": 1.0}, {}),
     "decay-3": ("mlora_asym", {"weight_decay": 3.0}, {}),
+    "lr-3e-2-1000-cosine": ("mlora_asym", {"learning_rate": 3e-2, "steps": 1000, "lr_schedule": "cosine"}, {}),
     "full-grid": ("mlora_asym", {"points_per_step": None}, {}),
     "full-grid-cosine": ("mlora_asym", {"points_per_step": None, "lr_schedule": "cosine"}, {}),
     "trunk-only": ("mlora_asym", {"target_modules": TRUNK}, {}),
@@ -52,6 +53,16 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     # its per-tensor-token projections dominate), and mlp's 9.68M against an mlora_asym DiT of 7.87M
     "dit-256": ("mlora_asym", {}, {"model": {"hidden_size": 256, "num_layers": 4, "num_heads": 4}}),
     "mlp-dit-32": ("mlp", {}, {"model": {"hidden_size": 32, "num_layers": 4, "num_heads": 4}}),
+    "full-grid-cosine-dit-256": (
+        "mlora_asym",
+        {"points_per_step": None, "lr_schedule": "cosine"},
+        {"model": {"hidden_size": 256, "num_layers": 4, "num_heads": 4}},
+    ),
+    "full-grid-cosine-dit-192-3000": (
+        "mlora_asym",
+        {"points_per_step": None, "lr_schedule": "cosine"},
+        {"model": {"hidden_size": 192, "num_layers": 4, "num_heads": 4}, "steps": 3000},
+    ),
     "mlora-baseline": ("mlora", {}, {}),
     "mlora-cosine": ("mlora", {"lr_schedule": "cosine"}, {}),
     "mlp-baseline": ("mlp", {}, {}),

@@ -195,3 +195,17 @@ def test_target_modules_and_the_mlp_width_are_settings_that_decode(field_dir: st
         EncodeConfig(field="f", output_dir="o", representation="mlp", target_modules=["trunk.0.linear"])
     with pytest.raises(ValueError, match="mlp_hidden_size must be a positive integer"):
         EncodeConfig(field="f", output_dir="o", representation="mlp", mlp_hidden_size=0)
+
+
+def test_a_rank_pattern_adapts_the_head_at_its_own_rank(field_dir: str, tmp_path: Path) -> None:
+    from hf_wlora.representations import load_base_field, representation_from_spec
+
+    modules = ["input_proj.linear", "trunk.0.linear", "head.linear"]
+    settings = {"target_modules": modules, "rank_pattern": {"head.linear": 3}, "steps": 3}
+    result = encode(config(field_dir, tmp_path / "weights", **settings), progress=False)
+    weights = load_weight_dataset(result.output_dir)
+    ranks = {layer.name: layer.r for layer in weights.spec.layers}
+    assert ranks == {"input_proj.linear": 4, "trunk.0.linear": 4, "head.linear": 3}
+    assert weights.info.encoding["rank_pattern"] == {"head.linear": 3}
+    rebuilt = representation_from_spec(weights.spec, load_base_field(field_dir))  # the data set's own layers and ranks
+    assert rebuilt.spec.factor_shapes() == weights.spec.factor_shapes()

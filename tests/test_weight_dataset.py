@@ -162,6 +162,29 @@ def test_written_shards_load_back_exactly(tmp_path: Path) -> None:
     assert list(plain["id"]) == instances["ids"]
 
 
+def test_shards_are_written_one_row_group_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Finalising holds one row group, not a whole shard, in memory; the rows and their order do not change."""
+    import pyarrow.parquet as pq
+
+    from hf_wlora.encoding import shards
+
+    instances = make_instances(10)
+    whole = write_dataset(tmp_path / "whole", instances, batch_size=3, shard_size=7)
+    monkeypatch.setattr(shards, "ROW_GROUP_ROWS", 3)
+    grouped = write_dataset(tmp_path / "grouped", instances, batch_size=3, shard_size=7)
+    files = [pq.ParquetFile(grouped / "data" / f"train-0000{index}-of-00002.parquet") for index in range(2)]
+    assert [[file.metadata.row_group(k).num_rows for k in range(file.num_row_groups)] for file in files] == [
+        [3, 3, 1],  # groups counted from each shard's first row
+        [3],
+    ]
+    assert_rows_equal(load_weight_dataset(grouped), instances)
+    assert load_weight_dataset(whole).ids == load_weight_dataset(grouped).ids
+    again = write_dataset(tmp_path / "again", instances, batch_size=2, shard_size=7)  # other parts, same bytes
+    for index in range(2):
+        name = f"data/train-0000{index}-of-00002.parquet"
+        assert (again / name).read_bytes() == (grouped / name).read_bytes()
+
+
 def test_mlp_rows_keep_their_shapes(tmp_path: Path) -> None:
     instances = make_instances(3, MLP_SPEC)
     weights = load_weight_dataset(write_dataset(tmp_path, instances, spec=MLP_SPEC))

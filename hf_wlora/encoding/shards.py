@@ -32,6 +32,9 @@ DATA_DIR = "data"
 TEMP_SUFFIX = ".tmp"
 # datasets' default `max_shard_size` for push_to_hub: shards about this large (uncompressed) stream well from the Hub
 DEFAULT_SHARD_BYTES = 500 * 2**20
+# Rows per parquet row group. Shards are written one row group at a time, so writing a split holds one row group in
+# memory, not a whole shard: memory stays flat in the data set's size (benchmarks/bench_encode.py --memory).
+ROW_GROUP_ROWS = 256
 _SPLIT_NAME = re.compile(r"\w+")
 
 
@@ -64,6 +67,12 @@ def rows_per_shard(features: Features) -> int:
     """Rows per shard for shards of about `DEFAULT_SHARD_BYTES` (factors dominate a row's size)."""
     row_bytes = sum(4 * int(np.prod(feature.shape)) for feature in features.values() if hasattr(feature, "shape"))
     return max(1, DEFAULT_SHARD_BYTES // max(1, row_bytes))
+
+
+def row_group_bounds(start: int, stop: int) -> list[tuple[int, int]]:
+    """The (first, end) row ranges of the row groups of a shard holding rows start..stop-1: `ROW_GROUP_ROWS` rows
+    each, counted from the shard's first row, so the files depend only on the rows."""
+    return [(first, min(first + ROW_GROUP_ROWS, stop)) for first in range(start, stop, ROW_GROUP_ROWS)]
 
 
 def _temporary_path(path: Path) -> Path:
@@ -103,9 +112,15 @@ def merged_info(folder: Path, info: WeightDatasetInfo) -> WeightDatasetInfo:
 
 
 def write_split(
-    folder: Path, split: str, info: WeightDatasetInfo, features: Features, tables: Iterable[pa.Table], count: int
+    folder: Path,
+    split: str,
+    info: WeightDatasetInfo,
+    features: Features,
+    shards: Iterable[Iterable[pa.Table]],
+    count: int,
 ) -> WeightDatasetInfo:
-    """Write the `count` shards of `split` from `tables` (in row order), then `wlora_info.json` and the card.
+    """Write the `count` shards of `split` from `shards` (in row order; each shard an iterable of its row groups, as
+    `row_group_bounds` cuts them), then `wlora_info.json` and the card.
 
     Stale shards of the split (another shard count) are removed first; other splits are kept, and their figures
     stay in the info. Returns the info as written, with this split's figures.
@@ -117,11 +132,16 @@ def write_split(
     schema = features.arrow_schema
     scores = []
     written = 0
-    for index, table in enumerate(tables):
-        # one chunk per column, so the file's bytes depend only on the rows, not on how the writes were batched
-        table = table.select(schema.names).cast(schema).combine_chunks()
-        write_parquet_atomic(table, shard_path(folder, split, index, count))
-        scores.append(table.column(SCORE_COLUMN).to_numpy())
+    for index, row_groups in enumerate(shards):
+        path = shard_path(folder, split, index, count)
+        temporary = _temporary_path(path)
+        with pq.ParquetWriter(temporary, schema) as writer:
+            for table in row_groups:
+                # one chunk per column, so the file's bytes depend only on the rows, not on how parts were batched
+                table = table.select(schema.names).cast(schema).combine_chunks()
+                writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+                scores.append(table.column(SCORE_COLUMN).to_numpy())
+        commit_path(temporary, path)
         written += 1
     if written != count:
         raise ValueError(f"Expected {count} shards of split {split!r}, got {written}.")

@@ -23,7 +23,7 @@ from huggingface_hub.errors import EntryNotFoundError, HFValidationError, Reposi
 from ..spec import RepresentationSpec
 from .info import INFO_FILE_NAME, WeightDatasetInfo
 from .schema import ID_COLUMN, LABEL_COLUMN, SCORE_COLUMN, weight_features
-from .shards import rows_per_shard, shard_files, write_split
+from .shards import row_group_bounds, rows_per_shard, shard_files, write_split
 from .writer import PROGRESS_DIR
 
 Index = int | slice | Sequence[int] | range
@@ -222,6 +222,9 @@ def save_weight_dataset(weights: WeightDataset, output_dir: str | Path, shard_si
     rows = shard_size or rows_per_shard(features)
     count = max(1, math.ceil(len(weights) / rows))
     table_rows = weights.dataset.with_format("arrow")
-    tables = (table_rows[start : start + rows] for start in range(0, count * rows, rows))
-    write_split(folder, weights.split, replace(weights.info, splits={}), features, tables, count)
+    shards = (
+        (table_rows[first:end] for first, end in row_group_bounds(start, min(start + rows, len(weights))))
+        for start in range(0, count * rows, rows)
+    )
+    write_split(folder, weights.split, replace(weights.info, splits={}), features, shards, count)
     return folder

@@ -42,6 +42,7 @@ from .schema import ID_COLUMN, batch_table, weight_features
 from .shards import (
     check_split_name,
     merged_info,
+    row_group_bounds,
     rows_per_shard,
     shard_files,
     write_parquet_atomic,
@@ -301,20 +302,31 @@ class WeightDatasetWriter:
             if repeated:
                 raise ValueError(f"{what} {repeated[:10]} occur more than once in split {self.split!r}: {hint}.")
 
-    def _shards(self, rows: list[tuple[int, str, int, str]]) -> Iterator[pa.Table]:
-        """The final shards' tables in order, reading each part once and holding only the parts still needed."""
-        last_use = {part: position // self.shard_size for position, (_, part, _, _) in enumerate(rows)}
+    def _shards(self, rows: list[tuple[int, str, int, str]]) -> Iterator[Iterator[pa.Table]]:
+        """The final shards in order, each as its row groups (`row_group_bounds`), reading each part once and holding
+        only the parts a later row still needs: memory stays flat in the number of rows."""
+        last_use = {part: position for position, (_, part, _, _) in enumerate(rows)}
         cache: dict[str, pa.Table] = {}
-        for start in range(0, len(rows), self.shard_size):
-            chunk = rows[start : start + self.shard_size]
+
+        def row_group(first: int, end: int) -> pa.Table:
+            chunk = rows[first:end]
             parts = list(dict.fromkeys(part for _, part, _, _ in chunk))
             offsets, total = {}, 0
             for part in parts:
                 if part not in cache:
                     cache[part] = pq.read_table(self._work_dir / part)
                 offsets[part], total = total, total + cache[part].num_rows
-            combined = pa.concat_tables([cache[part] for part in parts])
-            yield combined.take([offsets[part] + position for _, part, position, _ in chunk])
+            table = pa.concat_tables([cache[part] for part in parts]).take(
+                [offsets[part] + position for _, part, position, _ in chunk]
+            )
             for part in parts:
-                if last_use[part] == start // self.shard_size:
+                if last_use[part] < end:
                     del cache[part]
+            return table
+
+        def shard(start: int) -> Iterator[pa.Table]:
+            for first, end in row_group_bounds(start, min(start + self.shard_size, len(rows))):
+                yield row_group(first, end)
+
+        for start in range(0, len(rows), self.shard_size):
+            yield shard(start)

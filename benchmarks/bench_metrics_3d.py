@@ -1,0 +1,192 @@
+"""The 3-D generation study's metrics: the k-d tree Chamfer and threaded exact EMD against the former cdist and
+one-pair-at-a-time paths, and the two EMD solvers against each other, on the small scale's geometry.
+
+The small scale compares each generating system's 36 samples with the 32 built-in reference shapes (2,048-point
+clouds; EMD on 512-point subsets). Without `--study_dir` the samples are the built-in shapes drawn again (other
+instances and seeds: real geometry of the study's size); with a folder of `hf-wlora reproduce --scale small
+--modality 3d` they are every trained system's generated meshes, decoded once (the decoding is timed apart: both
+paths share it). Per path, the metrics of `systems` generators:
+
+- before: every system computes its three Chamfer matrices with `pairwise_chamfer(method="cdist")` and its three
+  EMD matrices one pair at a time (`batch_size=1`), including the references' own matrices;
+- after:  `studies.reference_point_clouds` computes the references' matrices once, then every system its two others
+  with the defaults (k-d trees; the exact solver on torch's threads).
+
+Both paths' MMD / COV / 1-NNA are printed side by side. `--solvers` also times the exact assignment and the Sinkhorn
+solver on the same pairs and gives Sinkhorn's error against the exact EMD.
+
+Run: `python benchmarks/bench_metrics_3d.py [--systems 4] [--study_dir OUTPUT_DIR] [--solvers]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from hf_wlora.data import open_data_source, sample_surface
+from hf_wlora.metrics import (
+    earth_movers_distance,
+    exact_emd,
+    normalize_point_clouds,
+    point_cloud_generation_metrics,
+    sample_point_clouds,
+)
+from hf_wlora.reproduction import studies
+from hf_wlora.reproduction.config import ReproduceConfig
+
+
+def builtin_samples(budget, count: int, systems: int) -> list[torch.Tensor]:
+    """Stand-ins for `systems` generators' samples: other built-in shapes, `count` each, at the study's size."""
+    source = open_data_source(budget.data, {**budget.data_options, "num_instances": count * systems, "seed": 1})
+    clouds = [
+        torch.as_tensor(sample_surface(source[index], budget.point_cloud_points, seed=1000 + index))
+        for index in range(len(source))
+    ]
+    return list(torch.stack(clouds).float().split(count))
+
+
+def generated_samples(budget, study_dir: Path, seed: int) -> tuple[list[torch.Tensor], float]:
+    """Every trained system's generated clouds, as the study samples them, and the seconds decoding took."""
+    from hf_wlora.pipelines import WeightSpacePipeline
+
+    start = time.perf_counter()
+    found = []
+    for pipeline_dir in sorted((study_dir / "3d" / "generators").glob("*/pipeline")):
+        pipeline = WeightSpacePipeline.from_pretrained(pipeline_dir)
+        pipeline.set_progress_bar_config(disable=True)
+        count = budget.generation_samples or -(-11 * 32 // 10)
+        classes = pipeline.transformer.config.num_classes
+        weights = pipeline(
+            count,
+            class_labels=[index % classes for index in range(count)] if classes else None,
+            guidance_scale=budget.guidance_scale if classes else 1.0,
+            num_inference_steps=budget.sampling_steps,
+            generator=torch.Generator().manual_seed(seed),
+            output_type="weights",
+        ).weights
+        meshes = [mesh for mesh in pipeline.decode(weights, "mesh").meshes if mesh is not None]
+        found.append(sample_point_clouds(meshes, budget.point_cloud_points, seed=seed))
+    return found, time.perf_counter() - start
+
+
+def metrics_before(samples: list[torch.Tensor], references: torch.Tensor, emd_points: int) -> list[dict]:
+    subset = slice(0, emd_points)
+    return [
+        {
+            "chamfer": point_cloud_generation_metrics(clouds, references, batch_size=16, distance="chamfer"),
+            "emd": point_cloud_generation_metrics(
+                clouds[:, subset], references[:, subset], distance="emd_exact", batch_size=1
+            ),
+        }
+        for clouds in samples
+    ]
+
+
+def metrics_after(samples: list[torch.Tensor], budget) -> list[dict]:
+    references = studies.reference_point_clouds(budget)
+    found = []
+    for clouds in samples:
+        result = {}
+        for name, distance in (("chamfer", "chamfer"), ("emd", references.emd_distance)):
+            result[name] = point_cloud_generation_metrics(
+                clouds[:, references.subset(name)],
+                references.clouds[:, references.subset(name)],
+                distance=distance,
+                reference_distances=references.distances[name],
+            )
+        found.append(result)
+    return found
+
+
+def chamfer_patch(method: str):
+    """Route the study's Chamfer matrices through one method (the 'before' path is the cdist one)."""
+    import hf_wlora.metrics.point_clouds as point_clouds
+
+    original = point_clouds.pairwise_chamfer
+
+    def patched(*args, **kwargs):
+        return original(*args, **{**kwargs, "method": method})
+
+    return point_clouds, original, patched
+
+
+def solvers(references: torch.Tensor, pairs: int) -> dict[str, float]:
+    """Exact and Sinkhorn EMD on the same pairs of normalised reference clouds at 512 and 2,048 points."""
+    clouds = normalize_point_clouds(references)
+    found = {}
+    for points in (512, 2048):
+        chosen = [(clouds[i, :points], clouds[(i + 1) % len(clouds), :points]) for i in range(pairs)]
+        start = time.perf_counter()
+        exact = torch.tensor([exact_emd(a, b) for a, b in chosen])
+        found[f"exact_s_per_pair_{points}"] = (time.perf_counter() - start) / pairs
+        start = time.perf_counter()
+        sinkhorn = torch.tensor([earth_movers_distance(a, b) for a, b in chosen])
+        found[f"sinkhorn_s_per_pair_{points}"] = (time.perf_counter() - start) / pairs
+        found[f"sinkhorn_max_relative_error_{points}"] = float(((sinkhorn - exact) / exact).abs().max())
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--systems", type=int, default=4, help="generators compared (without --study_dir)")
+    parser.add_argument("--study_dir", type=Path, default=None)
+    parser.add_argument("--solvers", action="store_true")
+    parser.add_argument("--pairs", type=int, default=8)
+    args = parser.parse_args()
+    print(
+        f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads"
+    )
+    budget = ReproduceConfig(scale="small", output_dir="unused").budget("3d")
+    source = open_data_source(budget.data, budget.data_options)
+    references = torch.stack(
+        [torch.as_tensor(sample_surface(source[i], budget.point_cloud_points, seed=i)) for i in range(len(source))]
+    ).float()
+    count = budget.generation_samples or -(-11 * len(source) // 10)
+    decode_seconds = 0.0
+    if args.study_dir is None:
+        samples = builtin_samples(budget, count, args.systems)
+    else:
+        samples, decode_seconds = generated_samples(budget, args.study_dir, 0)
+    result: dict = {"systems": len(samples), "samples_per_system": [len(s) for s in samples]}
+
+    module, original, patched = chamfer_patch("cdist")
+    module.pairwise_chamfer = patched
+    try:
+        start = time.perf_counter()
+        before = metrics_before(samples, references, budget.emd_points)
+        result["before_s"] = time.perf_counter() - start
+    finally:
+        module.pairwise_chamfer = original
+    start = time.perf_counter()
+    after = metrics_after(samples, budget)
+    result["after_s"] = time.perf_counter() - start
+    result["decode_s"] = decode_seconds
+    result["metrics_speedup"] = result["before_s"] / result["after_s"]
+    result["study_speedup"] = (decode_seconds + result["before_s"]) / (decode_seconds + result["after_s"])
+    print(
+        f"{len(samples)} systems: metrics before {result['before_s']:.1f} s, after {result['after_s']:.1f} s "
+        f"({result['metrics_speedup']:.2f}x); with decoding ({decode_seconds:.1f} s) {result['study_speedup']:.2f}x"
+    )
+    print("| system | distance | MMD before / after | COV before / after | 1-NNA before / after |")
+    print("|---|---|---|---|---|")
+    for index, (old, new) in enumerate(zip(before, after, strict=True)):
+        for name in ("chamfer", "emd"):
+            print(
+                f"| {index} | {name} | {old[name]['mmd']:.6g} / {new[name]['mmd']:.6g} | {old[name]['cov']:.3f} / "
+                f"{new[name]['cov']:.3f} | {old[name]['1-nna']:.3f} / {new[name]['1-nna']:.3f} |"
+            )
+    result["before"], result["after"] = before, after
+    if args.solvers:
+        result["solvers"] = solvers(references, args.pairs)
+        print(json.dumps(result["solvers"], indent=2))
+    print(json.dumps({key: value for key, value in result.items() if key not in ("before", "after")}))
+
+
+if __name__ == "__main__":
+    main()
