@@ -20,6 +20,7 @@ Run: `python benchmarks/bench_encode.py [--instances 64] [--steps 100] [--points
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
 import platform
@@ -53,7 +54,8 @@ def loop_fit(
     targets: torch.Tensor,
     settings: FitSettings,
 ) -> torch.Tensor:
-    model = get_peft_model(field, MLoraConfig(r=4, asymmetric_mask=True)).to(coords.device)
+    # a copy: get_peft_model injects the adapter into the model it is given, and the field is saved afterwards
+    model = get_peft_model(copy.deepcopy(field), MLoraConfig(r=4, asymmetric_mask=True)).to(coords.device)
     slot = adapter_factors(model)
     losses = []
     for target in targets:

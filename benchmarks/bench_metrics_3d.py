@@ -89,18 +89,7 @@ def metrics_before(samples: list[torch.Tensor], references: torch.Tensor, emd_po
 
 def metrics_after(samples: list[torch.Tensor], budget) -> list[dict]:
     references = studies.reference_point_clouds(budget)
-    found = []
-    for clouds in samples:
-        result = {}
-        for name, distance in (("chamfer", "chamfer"), ("emd", references.emd_distance)):
-            result[name] = point_cloud_generation_metrics(
-                clouds[:, references.subset(name)],
-                references.clouds[:, references.subset(name)],
-                distance=distance,
-                reference_distances=references.distances[name],
-            )
-        found.append(result)
-    return found
+    return [studies.point_cloud_figures(clouds, references) for clouds in samples]
 
 
 def chamfer_patch(method: str):

@@ -6,9 +6,10 @@ or 32 shapes with 150 steps; rank 4, the masks' defaults) as each representation
 a Markdown table of the mean score over all instances: PSNR in dB for 2-D (higher is better), Chamfer distance for
 3-D (lower is better; a mean over the shapes whose mesh could be extracted, the count of failures beside it).
 
-Run: `python benchmarks/sweep_encoding_lr.py --modality 2d --output_dir /tmp/rep_small` (about 20 s per fit on 2
-CPU cores). Pointing `--output_dir` at the folder of an earlier `hf-wlora reproduce --scale small` reuses its base
-field; the fits go to `OUTPUT_DIR/MODALITY/lr-sweep/` and are reused by a rerun.
+Run: `python benchmarks/sweep_encoding_lr.py --modality 2d --output_dir /tmp/rep_small [--lr_schedule cosine]`
+(about 20 s per fit on 2 CPU cores; `--lr_schedule` replaces the scale's schedule). Pointing `--output_dir` at the
+folder of an earlier `hf-wlora reproduce --scale small` reuses its base field; the fits go to
+`OUTPUT_DIR/MODALITY/lr-sweep/` and are reused by a rerun.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ def main() -> None:
     parser.add_argument("--representations", nargs="+", default=["lora", "lora_asym", "mlora", "mlora_asym"])
     parser.add_argument("--learning_rates", nargs="+", type=float, default=[1e-2, 3e-2, 1e-1, 3e-1])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lr_schedule", choices=["constant", "cosine"], default=None, help="default: the scale's")
     args = parser.parse_args()
 
     budget = ReproduceConfig(scale="small", output_dir=str(args.output_dir)).budget(args.modality)
@@ -44,10 +46,12 @@ def main() -> None:
     table = {}
     for name in args.representations:
         for learning_rate in args.learning_rates:
-            output_dir = folder / "lr-sweep" / f"{name}-{learning_rate:g}"
+            config = stages.encode_config(budget, name, field_dir, folder, args.seed)
+            schedule = args.lr_schedule or config.lr_schedule
+            output_dir = folder / "lr-sweep" / f"{name}-{learning_rate:g}-{schedule}"
             if not (output_dir / INFO_FILE_NAME).is_file():
-                config = stages.encode_config(budget, name, field_dir, output_dir, args.seed)
-                encode(dataclasses.replace(config, learning_rate=learning_rate))
+                changed = {"learning_rate": learning_rate, "lr_schedule": schedule, "output_dir": str(output_dir)}
+                encode(dataclasses.replace(config, **changed))
             table[name, learning_rate] = mean_score(output_dir)
 
     score = "mean PSNR (dB)" if args.modality == "2d" else "mean Chamfer (failed meshes)"

@@ -53,6 +53,11 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     # its per-tensor-token projections dominate), and mlp's 9.68M against an mlora_asym DiT of 7.87M
     "dit-256": ("mlora_asym", {}, {"model": {"hidden_size": 256, "num_layers": 4, "num_heads": 4}}),
     "mlp-dit-32": ("mlp", {}, {"model": {"hidden_size": 32, "num_layers": 4, "num_heads": 4}}),
+    "full-grid-cosine-lr-0.3": (
+        "mlora_asym",
+        {"points_per_step": None, "lr_schedule": "cosine", "learning_rate": 0.3},
+        {},
+    ),
     "full-grid-cosine-dit-256": (
         "mlora_asym",
         {"points_per_step": None, "lr_schedule": "cosine"},

@@ -57,6 +57,13 @@ def test_structure_at_lambda_zero_refits_the_same_weights(tiny_run: Any) -> None
             # lambda = 1: an independent draw of the init distribution, so the fits differ (for mLoRA's N(1, 0.01^2)
             # start only a little: the point of perturbing the random part, not the factors)
             assert study["rows"][-1]["cosine_mean"] < 1 - 1e-6, (modality, name)
+        # the cosine leaves the frozen mask entries out: mLoRA's are zeros, which change nothing; lora_asym's are
+        # N(0, 1) constants shared by both fits, which pull the cosine over all entries towards 1
+        structure = tiny_run.results[modality]["structure"]
+        for row in structure["mlora_asym"]["rows"]:
+            assert row["cosine_all_mean"] == pytest.approx(row["cosine_mean"], abs=1e-12)
+        independent = structure["lora_asym"]["rows"][-1]
+        assert independent["cosine_all_mean"] > independent["cosine_mean"] + 0.1, modality
 
 
 def test_every_study_reports_numbers(tiny_run: Any) -> None:

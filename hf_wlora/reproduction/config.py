@@ -140,7 +140,16 @@ def _small(modality: str) -> StudyBudget:
     demo = copy.deepcopy(DEMO_SETTINGS[modality])
     # learning_rate left to each representation's default, as at the paper scale (the demo's suits its generator)
     encode = {key: value for key, value in demo["encode"].items() if key not in ("representation", "learning_rate")}
-    generation = {**demo["train"], "steps": 1500, "num_grid_samples": 10, "checkpoint_every": 500}
+    # The studies' transformers are 2.1M-parameter ones (hidden 128; the mlp kinds' are narrowed to as many
+    # parameters): at this size no system copies its 128 training glyphs, so the FDs compare generation; the demo's
+    # 7.9M one copies a quarter of its samples (benchmarks/RESULTS.md, "Chaos, capacity and copies").
+    generation = {
+        **demo["train"],
+        "model": {"hidden_size": 128, "num_layers": 4, "num_heads": 4},
+        "steps": 1500,
+        "num_grid_samples": 10,
+        "checkpoint_every": 500,
+    }
     common = {
         "data": demo["data"]["data"],
         "data_options": demo["data"]["data_options"],

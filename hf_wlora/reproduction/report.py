@@ -143,6 +143,19 @@ def _structure(results: dict[str, Any], folder: Path) -> list[str]:
             for name, study in studies.items()
         ]
         lines += [*_table(header, rows), ""]
+        lines += [
+            "The cosine is over the entries each fit trains; with the asymmetric masks' frozen entries included "
+            "(constants shared by both fits, which pull any two fits towards 1):",
+            "",
+            *_table(
+                ["representation", *(f"λ={lam:g}" for lam in lambdas)],
+                [
+                    [f"`{name}`", *(_number(row.get("cosine_all_mean"), 3) for row in study["rows"])]
+                    for name, study in studies.items()
+                ],
+            ),
+            "",
+        ]
         last = {name: study["rows"][-1]["cosine_mean"] for name, study in studies.items()}
         lines += [
             f"- Cosine similarity at λ={lambdas[-1]:g}, most similar first: {' > '.join(ordering(last, True))}.",
