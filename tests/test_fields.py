@@ -31,6 +31,7 @@ from hf_wlora.fields import (
     to_pil,
     volume_coordinates,
 )
+from hf_wlora.fields.layers import activate, residual_update
 
 SMALL = {"hidden_size": 32, "num_layers": 3, "num_fourier_features": 16, "latent_dim": 8, "mapping_layers": 2}
 SPHERE_RADIUS = 0.5
@@ -145,6 +146,18 @@ def test_forward_semantics() -> None:
     # log-linear features and a clamp head work too
     other = small_model("image", fourier_type="log_linear", output_activation="clamp")
     assert other(coords).values.shape == (64, 3)
+
+
+@pytest.mark.parametrize("activation", [None, "leaky_relu", "relu", "silu", "gelu"])
+def test_residual_update_is_the_composed_form_at_every_position(activation: str | None) -> None:
+    # three identical instances of 1,003 x 7 values: every vector kernel leaves a scalar tail in the last one
+    h = torch.randn(1, 1003, 7).expand(3, -1, -1).clone().requires_grad_(True)
+    z = torch.randn(1, 1003, 7).expand(3, -1, -1).clone().requires_grad_(True)
+    out = residual_update(h, z, activation)
+    assert torch.equal(out, (h + activate(z, activation)) * math.sqrt(0.5))
+    assert torch.equal(out[0], out[2])
+    out.pow(2).sum().backward()  # relu saves its output: the in-place steps must leave it alone
+    assert torch.equal(z.grad[0], z.grad[2]) and torch.equal(h.grad[0], h.grad[2])
 
 
 # ----------------------------------------------------------------------------------------------------- bake

@@ -52,12 +52,16 @@ def activate(x: Tensor, name: str | None) -> Tensor:
 def residual_update(h: Tensor, z: Tensor, name: str | None) -> Tensor:
     """A residual block's output (h + activate(z, name)) / sqrt(2).
 
-    Two element-wise passes instead of three (the gain folds into the addition): these passes over every point's
-    activations are a large part of a fitting step beside the matmuls (benchmarks/bench_encode.py).
+    One new tensor beside the activation's instead of three: these passes over every point's activations are a large
+    part of a fitting step beside the matmuls (benchmarks/bench_encode.py). The result is bit-identical to the
+    composed form, and every element is rounded the same way wherever it lies in the tensor: a fused `add(...,
+    alpha=gain)` is not (its vectorised body and scalar tail round differently), which made the last of several
+    identical instances fitted together drift from the others.
     """
     if name is None:
         return (h + z).mul_(_RESIDUAL_SCALE)
-    return torch.add(h, _without_gain(z, name), alpha=_ACTIVATION_GAINS[name]).mul_(_RESIDUAL_SCALE)
+    # the product is a new tensor, so the in-place steps never touch what an activation's backward saved (relu's output)
+    return (_without_gain(z, name) * _ACTIVATION_GAINS[name]).add_(h).mul_(_RESIDUAL_SCALE)
 
 
 class FourierFeatures(nn.Module):
