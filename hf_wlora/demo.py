@@ -25,7 +25,8 @@ from typing import Any
 
 import torch
 
-# Classifier-free guidance of the demo's samples: 2 gave the clearest glyphs of 1, 2 and 4 (benchmarks/RESULTS.md).
+# Classifier-free guidance of the demo's samples: lower scales give cleaner glyphs by copying training ones (55% of
+# the samples at 1, 13% at 2, 1% at 3, with fewer legible glyphs): benchmarks/RESULTS.md, "Demo".
 GUIDANCE_SCALE = 2.0
 SAMPLES_PER_CLASS = 2
 SAMPLING_STEPS = 50
@@ -190,7 +191,14 @@ def _stack_sdfs(sdfs: list[Any], coords: torch.Tensor) -> torch.Tensor:
     return torch.stack([torch.as_tensor(sdf(points), dtype=torch.float32) for sdf in sdfs]).unsqueeze(-1)
 
 
-def _samples_picture(pipeline: Any, weights: Any, source: Any, settings: dict[str, Any], path: Path) -> dict[str, Any]:
+def _samples_picture(
+    pipeline: Any,
+    weights: Any,
+    source: Any,
+    settings: dict[str, Any],
+    path: Path,
+    guidance_scale: float = GUIDANCE_SCALE,
+) -> dict[str, Any]:
     """Training instances (left) beside class-conditional samples (right), a class per column; returns figures."""
     from .pipelines import decoded_tiles, picture_scale, side_by_side, tile_grid
 
@@ -205,7 +213,7 @@ def _samples_picture(pipeline: Any, weights: Any, source: Any, settings: dict[st
     sampled = pipeline(
         len(sample_labels),
         class_labels=sample_labels,
-        guidance_scale=GUIDANCE_SCALE,
+        guidance_scale=guidance_scale,
         num_inference_steps=SAMPLING_STEPS,
         generator=torch.Generator().manual_seed(0),
         output_type="weights",
@@ -213,7 +221,7 @@ def _samples_picture(pipeline: Any, weights: Any, source: Any, settings: dict[st
     figures: dict[str, Any] = {
         "num_samples": len(sample_labels),
         "sampling_seconds": time.perf_counter() - start,
-        "guidance_scale": GUIDANCE_SCALE,
+        "guidance_scale": guidance_scale,
         "inference_steps": SAMPLING_STEPS,
     }
     if pipeline.modality == "image":
@@ -229,7 +237,9 @@ def _samples_picture(pipeline: Any, weights: Any, source: Any, settings: dict[st
     return figures
 
 
-def _measured_samples(pipeline: Any, weights: Any, source: Any, output_dir: Path, quick: bool) -> dict[str, Any]:
+def _measured_samples(
+    pipeline: Any, weights: Any, source: Any, output_dir: Path, quick: bool, guidance_scale: float = GUIDANCE_SCALE
+) -> dict[str, Any]:
     """The 2-D generation study's figures of 1.1 x as many class-balanced samples as training glyphs: FD on learned
     features (a classifier trained on the glyphs, cached in `output_dir/feature_extractor`) and on pixels, and the
     memorisation figures."""
@@ -247,7 +257,7 @@ def _measured_samples(pipeline: Any, weights: Any, source: Any, output_dir: Path
     sampled = pipeline(
         count,
         class_labels=[index % num_classes for index in range(count)],
-        guidance_scale=GUIDANCE_SCALE,
+        guidance_scale=guidance_scale,
         num_inference_steps=SAMPLING_STEPS,
         generator=torch.Generator().manual_seed(1),
         output_type="weights",
