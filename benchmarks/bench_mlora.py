@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import time
 from collections.abc import Callable
@@ -53,24 +54,32 @@ def per_instance_loss(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Ten
     return (outputs - targets).pow(2).flatten(1).mean(dim=1)
 
 
-def best_time(step: Callable[[], None], repeats: int, device: torch.device) -> float:
-    step()  # warm-up
-    times = []
+def _timed(step: Callable[[], None], device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def best_times(steps: dict[str, Callable[[], None]], repeats: int, device: torch.device) -> dict[str, float]:
+    """The fastest of `repeats` runs of each step, the steps taken in turn within each round: a machine whose speed
+    drifts during the benchmark then slows every path alike rather than whichever ran during the slow spell."""
+    for step in steps.values():
+        step()  # warm-up
+    best = {name: math.inf for name in steps}
     for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        for name, step in steps.items():
+            best[name] = min(best[name], _timed(step, device))
+    return best
 
 
 def matmul_flops(device: torch.device, repeats: int) -> float:
     size = 2048 if device.type == "cpu" else 8192
     a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
-    return 2 * size**3 / best_time(lambda: a @ b, repeats, device)
+    return 2 * size**3 / best_times({"matmul": lambda: a @ b}, repeats, device)["matmul"]
 
 
 def bench_size(width: int, points: int, device: torch.device, repeats: int) -> dict[str, float]:
@@ -110,12 +119,13 @@ def bench_size(width: int, points: int, device: torch.device, repeats: int) -> d
 
     for value in stacked.values():
         value.grad = torch.zeros_like(value)
-    times = {
-        "loop": best_time(loop_step, repeats, device),
-        "broadcast": best_time(batched_step("broadcast"), repeats, device),
-        "vmap": best_time(batched_step("vmap"), repeats, device),
-        "unchunked": best_time(batched_step("broadcast", NUM_INSTANCES), repeats, device),
+    steps = {
+        "loop": loop_step,
+        "broadcast": batched_step("broadcast"),
+        "vmap": batched_step("vmap"),
+        "unchunked": batched_step("broadcast", NUM_INSTANCES),
     }
+    times = best_times(steps, repeats, device)
     useful_flops = NUM_INSTANCES * 2 * points * width * width * (4 + 4 + 3)
     result = {f"{name}_ms": 1e3 * seconds for name, seconds in times.items()}
     result.update({f"{name}_gflops": useful_flops / seconds / 1e9 for name, seconds in times.items()})
