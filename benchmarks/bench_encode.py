@@ -34,6 +34,7 @@ from pathlib import Path
 
 import torch
 from peft import get_peft_model
+from timing import matmul_flops, synchronize
 
 from hf_wlora.data import GlyphImages
 from hf_wlora.fields import NeuralFieldConfig, NeuralFieldModel, image_coordinates
@@ -74,25 +75,6 @@ def loop_fit(
             optimizer.step()
         losses.append(loss.detach())
     return torch.stack(losses)
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def matmul_flops(device: torch.device, repeats: int = 3) -> float:
-    """FLOP/s of a dense float32 matmul on `device` (2048^3 on a CPU, 8192^3 on a GPU): the practical peak."""
-    size = 2048 if device.type == "cpu" else 8192
-    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
-    best = float("inf")
-    for _ in range(repeats + 1):
-        synchronize(device)
-        start = time.perf_counter()
-        a @ b
-        synchronize(device)
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best
 
 
 def useful_flops(representation, points: int, instances: int, steps: int) -> float:

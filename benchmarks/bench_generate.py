@@ -34,13 +34,13 @@ import argparse
 import json
 import platform
 import statistics
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler
+from timing import timed
 from torch.utils.flop_counter import FlopCounterMode
 
 from hf_wlora.encoding import make_representation
@@ -117,19 +117,6 @@ def matched_hidden_size(spec: RepresentationSpec, target: int, args: argparse.Na
         low, high = (middle, high) if count(middle) < target else (low, middle)
     best = min((low, high), key=lambda multiple: abs(count(multiple) - target))
     return best * heads
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(function: Callable[[], None], device: torch.device) -> float:
-    synchronize(device)
-    start = time.perf_counter()
-    function()
-    synchronize(device)
-    return time.perf_counter() - start
 
 
 def interleaved_medians(

@@ -50,7 +50,7 @@ def builtin_samples(budget, count: int, systems: int) -> list[torch.Tensor]:
     return list(torch.stack(clouds).float().split(count))
 
 
-def generated_samples(budget, study_dir: Path, seed: int) -> tuple[list[torch.Tensor], float]:
+def generated_samples(budget, study_dir: Path, count: int, seed: int) -> tuple[list[torch.Tensor], float]:
     """Every trained system's generated clouds, as the study samples them, and the seconds decoding took."""
     from hf_wlora.pipelines import WeightSpacePipeline
 
@@ -59,16 +59,7 @@ def generated_samples(budget, study_dir: Path, seed: int) -> tuple[list[torch.Te
     for pipeline_dir in sorted((study_dir / "3d" / "generators").glob("*/pipeline")):
         pipeline = WeightSpacePipeline.from_pretrained(pipeline_dir)
         pipeline.set_progress_bar_config(disable=True)
-        count = budget.generation_samples or -(-11 * 32 // 10)
-        classes = pipeline.transformer.config.num_classes
-        weights = pipeline(
-            count,
-            class_labels=[index % classes for index in range(count)] if classes else None,
-            guidance_scale=budget.guidance_scale if classes else 1.0,
-            num_inference_steps=budget.sampling_steps,
-            generator=torch.Generator().manual_seed(seed),
-            output_type="weights",
-        ).weights
+        weights = studies.sample_study_weights(budget, pipeline, count, seed)
         meshes = [mesh for mesh in pipeline.decode(weights, "mesh").meshes if mesh is not None]
         found.append(sample_point_clouds(meshes, budget.point_cloud_points, seed=seed))
     return found, time.perf_counter() - start
@@ -132,16 +123,13 @@ def main() -> None:
         f"{torch.get_num_threads()} threads"
     )
     budget = ReproduceConfig(scale="small", output_dir="unused").budget("3d")
-    source = open_data_source(budget.data, budget.data_options)
-    references = torch.stack(
-        [torch.as_tensor(sample_surface(source[i], budget.point_cloud_points, seed=i)) for i in range(len(source))]
-    ).float()
-    count = budget.generation_samples or -(-11 * len(source) // 10)
+    references = studies.reference_clouds(budget)
+    count = studies.generation_sample_count(budget, len(references))
     decode_seconds = 0.0
     if args.study_dir is None:
         samples = builtin_samples(budget, count, args.systems)
     else:
-        samples, decode_seconds = generated_samples(budget, args.study_dir, 0)
+        samples, decode_seconds = generated_samples(budget, args.study_dir, count, 0)
     result: dict = {"systems": len(samples), "samples_per_system": [len(s) for s in samples]}
 
     module, original, patched = chamfer_patch("cdist")

@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import platform
-import time
 from collections.abc import Callable
 
 import torch
 from peft import get_peft_model
+from timing import best_times, matmul_flops
 from torch import nn
 
 import hf_wlora
@@ -52,34 +51,6 @@ class CoordinateField(nn.Module):
 
 def per_instance_loss(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return (outputs - targets).pow(2).flatten(1).mean(dim=1)
-
-
-def _timed(step: Callable[[], None], device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
-
-
-def best_times(steps: dict[str, Callable[[], None]], repeats: int, device: torch.device) -> dict[str, float]:
-    """The fastest of `repeats` runs of each step, the steps taken in turn within each round: a machine whose speed
-    drifts during the benchmark then slows every path alike rather than whichever ran during the slow spell."""
-    for step in steps.values():
-        step()  # warm-up
-    best = {name: math.inf for name in steps}
-    for _ in range(repeats):
-        for name, step in steps.items():
-            best[name] = min(best[name], _timed(step, device))
-    return best
-
-
-def matmul_flops(device: torch.device, repeats: int) -> float:
-    size = 2048 if device.type == "cpu" else 8192
-    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
-    return 2 * size**3 / best_times({"matmul": lambda: a @ b}, repeats, device)["matmul"]
 
 
 def bench_size(width: int, points: int, device: torch.device, repeats: int) -> dict[str, float]:

@@ -149,6 +149,27 @@ def learned_extractor(budget: StudyBudget, cache_dir: Path, seed: int) -> Learne
     return learned_image_features(images, labels, seed=seed, cache_dir=cache_dir, steps=budget.feature_extractor_steps)
 
 
+def generation_sample_count(budget: StudyBudget, num_references: int) -> int:
+    """Samples per generating system: the budget's `generation_samples`, or 1.1x the references (HyperDiffusion's
+    protocol)."""
+    return budget.generation_samples or math.ceil(1.1 * num_references)
+
+
+def sample_study_weights(budget: StudyBudget, pipeline: Any, count: int, seed: int) -> dict[str, torch.Tensor]:
+    """`count` weight samples of a trained pipeline as the generation study draws them: class-balanced with the
+    budget's guidance for a class-conditional transformer, unguided otherwise."""
+    num_classes = pipeline.transformer.config.num_classes
+    labels = [index % num_classes for index in range(count)] if num_classes else None
+    return pipeline(
+        count,
+        class_labels=labels,
+        guidance_scale=budget.guidance_scale if labels else 1.0,
+        num_inference_steps=budget.sampling_steps,
+        generator=torch.Generator().manual_seed(seed),
+        output_type="weights",
+    ).weights
+
+
 def generation_study(
     budget: StudyBudget,
     pipeline_dir: Path,
@@ -173,17 +194,8 @@ def generation_study(
     pipeline = WeightSpacePipeline.from_pretrained(pipeline_dir)
     pipeline.set_progress_bar_config(disable=True)
     source = open_data_source(budget.data, budget.data_options)
-    count = budget.generation_samples or math.ceil(1.1 * len(source))
-    num_classes = pipeline.transformer.config.num_classes
-    labels = [index % num_classes for index in range(count)] if num_classes else None
-    weights = pipeline(
-        count,
-        class_labels=labels,
-        guidance_scale=budget.guidance_scale if labels else 1.0,
-        num_inference_steps=budget.sampling_steps,
-        generator=torch.Generator().manual_seed(seed),
-        output_type="weights",
-    ).weights
+    count = generation_sample_count(budget, len(source))
+    weights = sample_study_weights(budget, pipeline, count, seed)
     results: dict[str, Any] = {
         "num_samples": count,
         "num_references": len(source),
@@ -246,19 +258,25 @@ class ReferencePointClouds:
         return slice(0, self.emd_points) if name == "emd" else slice(None)
 
 
-def reference_point_clouds(budget: StudyBudget) -> ReferencePointClouds:
-    """Sample the 3-D data set's reference clouds (HyperDiffusion's protocol) and compute their own Chamfer and EMD
-    matrices once: every generator of a study is compared with the same references."""
+def reference_clouds(budget: StudyBudget) -> torch.Tensor:
+    """The 3-D data set's surface samples (R, point_cloud_points, 3), instance i's drawn with seed i."""
     from ..data import open_data_source, sample_surface
-    from ..metrics import point_cloud_distances
 
     source = open_data_source(budget.data, budget.data_options)
-    clouds = torch.stack(
+    return torch.stack(
         [
             torch.as_tensor(sample_surface(source[index], budget.point_cloud_points, seed=index), dtype=torch.float32)
             for index in range(len(source))
         ]
     )
+
+
+def reference_point_clouds(budget: StudyBudget) -> ReferencePointClouds:
+    """Sample the 3-D data set's reference clouds (HyperDiffusion's protocol) and compute their own Chamfer and EMD
+    matrices once: every generator of a study is compared with the same references."""
+    from ..metrics import point_cloud_distances
+
+    clouds = reference_clouds(budget)
     # EMD: Sinkhorn on a GPU; on a CPU the exact assignment solver is faster (3.5x at 2,048 points)
     emd = "emd" if torch.cuda.is_available() else "emd_exact"
     emd_points = clouds[:, : budget.emd_points].shape[1]
@@ -308,11 +326,14 @@ def _nanmean(values: np.ndarray) -> float:
 __all__ = [
     "ReferencePointClouds",
     "discrimination_study",
+    "generation_sample_count",
     "generation_study",
     "learned_extractor",
     "point_cloud_figures",
     "reconstruction_study",
+    "reference_clouds",
     "reference_images",
     "reference_point_clouds",
+    "sample_study_weights",
     "structure_study",
 ]
