@@ -14,7 +14,7 @@ import pytest
 from hf_wlora.cli import main
 from hf_wlora.reproduction import ReproduceConfig, reproduce, stages
 from hf_wlora.reproduction.config import GENERATION_SYSTEMS, SYSTEMS
-from hf_wlora.reproduction.report import agreement, ordering, score_cell
+from hf_wlora.reproduction.report import agreement, barrier_standard_error, ordering, score_cell
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +45,7 @@ def test_the_report_has_every_table_and_plot(tiny_run: Any) -> None:
         assert f"plots/{name}" in report
     assert "Kendall's tau over 6" in report  # orderings compared with the paper's
     assert "Wall time of all parts: **" in report and "(one run, " in report
+    assert "λ=1: cosine / barrier ± s.e." in report and "is the barrier's standard error" in report
 
 
 def test_structure_at_lambda_zero_refits_the_same_weights(tiny_run: Any) -> None:
@@ -109,6 +110,16 @@ def test_orderings_and_agreement_with_the_paper() -> None:
     assert agreement(ours, {"a": 1.0, "b": 3.0, "c": 2.0}, higher_is_better=True).endswith("tau over 3: -1.00")
     tied = {"a": 100.0, "b": 100.0, "c": 100.0}
     assert agreement(tied, {"a": 1.0, "b": 3.0, "c": 2.0}, higher_is_better=True).endswith("tau undefined (all tied)")
+
+
+def test_the_barrier_standard_error_counts_only_paths_with_a_value() -> None:
+    # barriers 1, 2, 3, 6 over 6 instances, 2 paths without a mesh: population std sqrt(3.5), sample std sqrt(14 / 3)
+    barriers = np.array([1.0, 2.0, 3.0, 6.0])
+    row = {"barrier_std": float(barriers.std()), "paths_without_mesh": 2}
+    assert barrier_standard_error(row, 6) == pytest.approx(np.sqrt(14 / 3) / 2, rel=1e-12)
+    assert barrier_standard_error({"barrier_std": 0.0}, 8) == 0.0
+    assert barrier_standard_error({"barrier_std": 0.1, "paths_without_mesh": 5}, 6) is None  # one path: no spread
+    assert barrier_standard_error({"barrier_std": float("nan"), "paths_without_mesh": 6}, 6) is None
 
 
 def testscore_cells_name_instances_without_a_score() -> None:

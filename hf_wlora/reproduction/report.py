@@ -117,6 +117,16 @@ def _reconstruction(results: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def barrier_standard_error(row: dict[str, Any], instances: int) -> float | None:
+    """The standard error of a structure row's mean barrier, from its spread over the paths that gave a value (the
+    study stores the population standard deviation); None where fewer than two did."""
+    measured = instances - row.get("paths_without_mesh", 0)
+    std = row.get("barrier_std")
+    if measured < 2 or std is None or not math.isfinite(std):
+        return None
+    return std / math.sqrt(measured - 1)
+
+
 def _structure(results: dict[str, Any], folder: Path) -> list[str]:
     lines = ["## 2. Weight-space structure (Figure 3)", "", f"Paper: {paper.STRUCTURE_FINDING}", ""]
     for modality, found in results.items():
@@ -134,15 +144,25 @@ def _structure(results: dict[str, Any], folder: Path) -> list[str]:
             "",
         ]
         lambdas = [row["lambda"] for row in first["rows"]]
-        header = ["representation", *(f"λ={lam:g}: cosine / barrier" for lam in lambdas)]
+        header = ["representation", *(f"λ={lam:g}: cosine / barrier ± s.e." for lam in lambdas)]
         rows = [
             [
                 f"`{name}`",
-                *(f"{_number(row['cosine_mean'], 3)} / {_number(row['barrier_mean'], 3)}" for row in study["rows"]),
+                *(
+                    f"{_number(row['cosine_mean'], 3)} / {_number(row['barrier_mean'], 3)} ± "
+                    f"{_number(barrier_standard_error(row, study['instances']), 2)}"
+                    for row in study["rows"]
+                ),
             ]
             for name, study in studies.items()
         ]
-        lines += [*_table(header, rows), ""]
+        lines += [
+            *_table(header, rows),
+            "",
+            "± is the barrier's standard error over the instances: two representations whose mean barriers differ by "
+            "less than about twice it are not told apart by this many instances.",
+            "",
+        ]
         lines += [
             "The cosine is over the entries each fit trains; with the asymmetric masks' frozen entries included "
             "(constants shared by both fits, which pull any two fits towards 1):",
