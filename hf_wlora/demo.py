@@ -241,8 +241,9 @@ def _measured_samples(
     pipeline: Any, weights: Any, source: Any, output_dir: Path, quick: bool, guidance_scale: float = GUIDANCE_SCALE
 ) -> dict[str, Any]:
     """The 2-D generation study's figures of 1.1 x as many class-balanced samples as training glyphs: FD on learned
-    features (a classifier trained on the glyphs, cached in `output_dir/feature_extractor`) and on pixels, and the
-    memorisation figures."""
+    features (a classifier trained on the glyphs, cached in `output_dir/feature_extractor`) and on pixels, the
+    memorisation figures, and how often that classifier reads a sample as the class it was drawn for (over all
+    samples, and over those that do not copy a training glyph)."""
     import math
 
     from .metrics import image_generation_figures, learned_image_features
@@ -254,16 +255,18 @@ def _measured_samples(
     extractor = learned_image_features(references, labels, cache_dir=output_dir / "feature_extractor", **training)
     num_classes = len(weights.info.class_names)
     count = math.ceil(MEASURED_SAMPLES_PER_INSTANCE * len(references))
+    sample_labels = [index % num_classes for index in range(count)]
     sampled = pipeline(
         count,
-        class_labels=[index % num_classes for index in range(count)],
+        class_labels=sample_labels,
         guidance_scale=guidance_scale,
         num_inference_steps=SAMPLING_STEPS,
         generator=torch.Generator().manual_seed(1),
         output_type="weights",
     ).weights
     images = pipeline.decode(sampled, "pt", resolution=references.shape[1]).images
-    figures = image_generation_figures(images, references, learned_features=extractor)
+    figures = image_generation_figures(images, references, learned_features=extractor, labels=sample_labels)
+    figures["class_names"] = list(weights.info.class_names)
     return {"num_samples": count, "feature_extractor": extractor.config, **figures}
 
 
@@ -370,6 +373,26 @@ def _generation_lines(generation: dict[str, Any] | None) -> list[str]:
         f"training glyph {memorization['nearest_training_psnr_mean']:.3g} dB, "
         f"{memorization['distinct_nearest_training_instances']} distinct nearest glyphs "
         f"({generation['seconds']:.0f} s).",
+        "",
+        *_agreement_lines(generation),
+    ]
+
+
+def _agreement_lines(generation: dict[str, Any]) -> list[str]:
+    """How often the glyph classifier reads a sample as its class (absent for an autoencoder's features)."""
+    if generation.get("class_agreement") is None:
+        return []
+    every, new = generation["class_agreement"], generation["class_agreement_without_copies"]
+    names = generation["class_names"]
+    without_copies = (
+        f"{new['accuracy']:.0%} of the {new['samples']} that are not copies (lowest: class "
+        f"{names[new['lowest_class']]}, {new['lowest']:.0%})"
+        if new["samples"]
+        else "no sample is new"
+    )
+    return [
+        f"The classifier reads {every['accuracy']:.0%} of the samples as the class they were drawn for (lowest: "
+        f"class {names[every['lowest_class']]}, {every['lowest']:.0%}); {without_copies}.",
         "",
     ]
 

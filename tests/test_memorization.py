@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hf_wlora.metrics import copy_fraction, generation_metrics_from_distances, image_memorization
+from hf_wlora.metrics import (
+    copy_fraction,
+    copy_mask,
+    generation_metrics_from_distances,
+    image_copies,
+    image_memorization,
+)
 
 
 def test_copy_fraction_on_a_hand_computed_example() -> None:
@@ -17,6 +23,7 @@ def test_copy_fraction_on_a_hand_computed_example() -> None:
     assert copy_fraction(samples, training, ratio=0.25) == 0.0  # s0: 0.5 < 0.25 * 2 fails
     assert copy_fraction(samples, training, ratio=0.3) == pytest.approx(1 / 3)  # s0: 0.5 < 0.6; s2: 0.99 > 0.6
     assert copy_fraction(samples, training, ratio=2.0) == 1.0
+    assert copy_mask(samples, training).tolist() == [True, False, True]
 
 
 def test_images_with_copies_among_fresh_draws() -> None:
@@ -32,6 +39,7 @@ def test_images_with_copies_among_fresh_draws() -> None:
     assert image_memorization(fresh, training)["copy_fraction"] == 0.0
     copied = image_memorization(copies, training)["nearest_training_psnr_mean"]
     assert copied == pytest.approx(40.0, abs=1.0)  # noise of std 0.01 -> MSE about 1e-4
+    assert image_copies(torch.cat([copies, fresh]), training).tolist() == [True] * 5 + [False] * 15
 
 
 def test_generation_metrics_report_the_copies_too() -> None:

@@ -14,7 +14,7 @@ import pytest
 from hf_wlora.cli import main
 from hf_wlora.reproduction import ReproduceConfig, reproduce, stages
 from hf_wlora.reproduction.config import GENERATION_SYSTEMS, SYSTEMS
-from hf_wlora.reproduction.report import agreement, barrier_standard_error, ordering, score_cell
+from hf_wlora.reproduction.report import agreement, agreement_cell, barrier_standard_error, ordering, score_cell
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +46,7 @@ def test_the_report_has_every_table_and_plot(tiny_run: Any) -> None:
     assert "Kendall's tau over 6" in report  # orderings compared with the paper's
     assert "Wall time of all parts: **" in report and "(one run, " in report
     assert "λ=1: cosine / barrier ± s.e." in report and "is the barrier's standard error" in report
+    assert "| read as their class (lowest) | the same, copies left out |" in report
 
 
 def test_structure_at_lambda_zero_refits_the_same_weights(tiny_run: Any) -> None:
@@ -76,6 +77,9 @@ def test_every_study_reports_numbers(tiny_run: Any) -> None:
     for study in two_d["generation"].values():
         assert study["fd"] >= 0 and study["num_samples"] == 6
         assert study["learned_features"]["fd"] >= 0 and 0 <= study["memorization"]["copy_fraction"] <= 1
+        every, new = study["class_agreement"], study["class_agreement_without_copies"]  # the glyphs have classes
+        assert every["samples"] == 6 and len(every["per_class"]) == 10 and 0 <= every["accuracy"] <= 1
+        assert new["samples"] == 6 - round(6 * study["memorization"]["copy_fraction"])
     extractor = tiny_run.report_path.parent / "2d" / "feature_extractor" / "config.json"
     assert json.loads(extractor.read_text())["kind"] == "classifier"  # the glyphs have classes
     sizes = {name: row["numbers_per_instance"] for name, row in two_d["reconstruction"]["representations"].items()}
@@ -120,6 +124,13 @@ def test_the_barrier_standard_error_counts_only_paths_with_a_value() -> None:
     assert barrier_standard_error({"barrier_std": 0.0}, 8) == 0.0
     assert barrier_standard_error({"barrier_std": 0.1, "paths_without_mesh": 5}, 6) is None  # one path: no spread
     assert barrier_standard_error({"barrier_std": float("nan"), "paths_without_mesh": 6}, 6) is None
+
+
+def test_agreement_cells() -> None:
+    found = {"accuracy": 0.75, "per_class": [0.5, 1.0], "lowest_class": 0, "lowest": 0.5, "samples": 8}
+    assert agreement_cell(found) == "75% (0: 50%)"
+    assert agreement_cell({**found, "samples": 0, "accuracy": None}) == "no sample"
+    assert agreement_cell(None) == "n/a"
 
 
 def testscore_cells_name_instances_without_a_score() -> None:

@@ -8,8 +8,10 @@ anyone may import.
   features from a pluggable extractor (`PixelFeatures`, the offline default; `TransformersImageFeatures` for any
   vision backbone you have locally; `LearnedImageFeatures` / `learned_image_features`, a small classifier or
   autoencoder trained on the reference set itself, which sees what pixels cannot);
-- memorisation: `copy_fraction` (samples closer to a training instance than its training neighbours are),
-  `image_memorization`;
+- memorisation: `copy_fraction` / `copy_mask` (samples closer to a training instance than its training neighbours
+  are), `image_memorization`, `image_copies`;
+- class-conditional samples: `class_agreement` (how often a classifier reads a sample as the class it was drawn
+  for, per class, optionally without the copies);
 - shape generation: `point_cloud_generation_metrics` (MMD, COV, 1-NNA over `pairwise_chamfer` or `pairwise_emd`),
   `point_cloud_distances` (a set's distance matrix, reusable across generators), `sample_point_clouds`,
   `normalize_point_clouds`, `earth_movers_distance` (Sinkhorn) and `exact_emd`;
@@ -40,7 +42,10 @@ _LAZY_ATTRIBUTES: dict[str, str] = {
     "LearnedImageFeatures": ".learned_features",
     "learned_image_features": ".learned_features",
     "copy_fraction": ".memorization",
+    "copy_mask": ".memorization",
     "image_memorization": ".memorization",
+    "image_copies": ".memorization",
+    "class_agreement": ".conditional",
     "frechet_distance": ".distributions",
     "mmd": ".distributions",
     "image_generation_metrics": ".distributions",
@@ -69,6 +74,7 @@ _LAZY_ATTRIBUTES: dict[str, str] = {
 }
 
 if TYPE_CHECKING:
+    from .conditional import class_agreement
     from .discrimination import (
         discrimination_metrics,
         kmeans_ari,
@@ -83,7 +89,7 @@ if TYPE_CHECKING:
     from .features import ImageFeatureExtractor, PixelFeatures, TransformersImageFeatures, image_features
     from .images import ssim
     from .learned_features import LearnedImageFeatures, learned_image_features
-    from .memorization import copy_fraction, image_memorization
+    from .memorization import copy_fraction, copy_mask, image_copies, image_memorization
     from .point_clouds import (
         earth_movers_distance,
         exact_emd,
@@ -104,7 +110,9 @@ __all__ = [
     "PixelFeatures",
     "TransformersImageFeatures",
     "chamfer_distance",
+    "class_agreement",
     "copy_fraction",
+    "copy_mask",
     "correlated_initialization",
     "cosine_similarity",
     "discrimination_metrics",
@@ -112,6 +120,7 @@ __all__ = [
     "exact_emd",
     "frechet_distance",
     "generation_metrics_from_distances",
+    "image_copies",
     "image_features",
     "image_generation_figures",
     "image_generation_metrics",

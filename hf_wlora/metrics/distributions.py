@@ -9,6 +9,7 @@ a polynomial kernel (MMD-P, the kernel of KID). `image_generation_metrics` compu
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -138,12 +139,16 @@ def image_generation_figures(
     reference: torch.Tensor,
     extractor: ImageFeatureExtractor | None = None,
     learned_features: ImageFeatureExtractor | None = None,
+    labels: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Everything the 2-D generation study measures of generated images against the reference (training) images.
 
     `image_generation_metrics` on `extractor`'s features (pixels by default) at the top level, the same on
     `learned_features` under "learned_features" (left out when None; typically a `LearnedImageFeatures` of the
-    references), and `image_memorization` under "memorization" (both sets at one image size).
+    references), and `image_memorization` under "memorization" (both sets at one image size). With `labels`, the
+    class each generated image was drawn for: "class_agreement" and "class_agreement_without_copies"
+    (`class_agreement` over all samples and over those `image_copies` does not flag) as read by `learned_features`
+    when it is a classifier, None otherwise (no classifier to read them).
     """
     from .memorization import image_memorization
 
@@ -151,4 +156,22 @@ def image_generation_figures(
     if learned_features is not None:
         figures["learned_features"] = image_generation_metrics(generated, reference, extractor=learned_features)
     figures["memorization"] = image_memorization(generated, reference)
+    if labels is not None:
+        figures.update(_class_agreements(generated, reference, learned_features, labels))
     return figures
+
+
+def _class_agreements(
+    generated: torch.Tensor, reference: torch.Tensor, classifier: Any, labels: Sequence[int]
+) -> dict[str, dict[str, Any] | None]:
+    from .conditional import class_agreement
+    from .memorization import image_copies
+
+    if getattr(classifier, "kind", None) != "classifier":
+        return {"class_agreement": None, "class_agreement_without_copies": None}
+    predicted, num_classes = classifier.predict_classes(generated), classifier.config["num_classes"]
+    copies = image_copies(generated, reference)
+    return {
+        "class_agreement": class_agreement(predicted, labels, num_classes),
+        "class_agreement_without_copies": class_agreement(predicted, labels, num_classes, exclude=copies),
+    }

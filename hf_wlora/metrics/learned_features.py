@@ -115,8 +115,14 @@ class LearnedImageFeatures(nn.Module):
         if self.kind != "classifier":
             raise ValueError("predict_classes needs a classifier; this extractor is an autoencoder (no classes).")
         check_images(images)
+        was_training = self.training
         self.eval()
-        return torch.cat([self.head(self.embed(self._inputs(batch))).argmax(dim=1) for batch in images.split(256)])
+        try:
+            device = next(self.parameters()).device
+            batches = images.split(256)
+            return torch.cat([self.head(self.embed(self._inputs(b).to(device))).argmax(dim=1).cpu() for b in batches])
+        finally:
+            self.train(was_training)
 
     def loss(self, inputs: torch.Tensor, labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """The training loss of prepared inputs, and its per-image quality (correct class, or minus the MSE)."""

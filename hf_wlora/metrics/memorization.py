@@ -20,10 +20,10 @@ from .reconstruction import psnr_from_mse
 DEFAULT_COPY_RATIO = 0.5
 
 
-def copy_fraction(
+def copy_mask(
     sample_to_training: torch.Tensor, training_to_training: torch.Tensor, ratio: float = DEFAULT_COPY_RATIO
-) -> float:
-    """The fraction of samples that copy a training instance, from the (S, T) and (T, T) distance matrices.
+) -> torch.Tensor:
+    """Which samples copy a training instance (S,) bool, from the (S, T) and (T, T) distance matrices.
 
     Sample s copies its nearest training instance j when d(s, j) < ratio * min_{k != j} d(j, k); the diagonal of
     `training_to_training` is ignored. A training instance with an exact duplicate in the training set (nearest
@@ -46,7 +46,14 @@ def copy_fraction(
         raise ValueError(f"ratio must be a positive number, got {ratio!r}.")
     within.fill_diagonal_(math.inf)
     nearest_distance, nearest = cross.min(dim=1)
-    return float((nearest_distance < ratio * within.min(dim=1).values[nearest]).double().mean())
+    return nearest_distance < ratio * within.min(dim=1).values[nearest]
+
+
+def copy_fraction(
+    sample_to_training: torch.Tensor, training_to_training: torch.Tensor, ratio: float = DEFAULT_COPY_RATIO
+) -> float:
+    """The fraction of samples that copy a training instance (`copy_mask`'s mean)."""
+    return float(copy_mask(sample_to_training, training_to_training, ratio).double().mean())
 
 
 def image_memorization(
@@ -62,6 +69,24 @@ def image_memorization(
     - "distinct_nearest_training_instances": how many training images are the nearest of some sample (low: the
       samples collapse onto a few).
     """
+    cross, within = _image_distances(samples, training)
+    pixels = samples[0].numel()
+    nearest_mse = cross.min(dim=1).values.pow(2) / pixels
+    return {
+        "copy_fraction": copy_fraction(cross, within, ratio),
+        "nearest_training_psnr_mean": float(psnr_from_mse(nearest_mse.clamp_min(1e-10)).mean()),
+        "distinct_nearest_training_instances": int(cross.argmin(dim=1).unique().numel()),
+    }
+
+
+def image_copies(samples: torch.Tensor, training: torch.Tensor, ratio: float = DEFAULT_COPY_RATIO) -> torch.Tensor:
+    """Which generated images copy a training image (S,) bool (`copy_mask` on pixel distances), both (N, H, W, C)
+    on [0, 1] at one size: e.g. to measure something over the samples that are not copies."""
+    return copy_mask(*_image_distances(samples, training), ratio)
+
+
+def _image_distances(samples: torch.Tensor, training: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (S, T) sample-to-training and (T, T) training-to-training pixel distances, float64."""
     for name, images in (("samples", samples), ("training", training)):
         if not isinstance(images, torch.Tensor) or images.ndim != 4 or len(images) == 0:
             shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
@@ -72,11 +97,4 @@ def image_memorization(
             "decode the samples at the training images' resolution."
         )
     flat_samples, flat_training = samples.flatten(1).double(), training.flatten(1).double()
-    cross, within = torch.cdist(flat_samples, flat_training), torch.cdist(flat_training, flat_training)
-    pixels = flat_training.shape[1]
-    nearest_mse = cross.min(dim=1).values.pow(2) / pixels
-    return {
-        "copy_fraction": copy_fraction(cross, within, ratio),
-        "nearest_training_psnr_mean": float(psnr_from_mse(nearest_mse.clamp_min(1e-10)).mean()),
-        "distinct_nearest_training_instances": int(cross.argmin(dim=1).unique().numel()),
-    }
+    return torch.cdist(flat_samples, flat_training), torch.cdist(flat_training, flat_training)

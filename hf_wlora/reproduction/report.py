@@ -127,6 +127,16 @@ def barrier_standard_error(row: dict[str, Any], instances: int) -> float | None:
     return std / math.sqrt(measured - 1)
 
 
+def agreement_cell(found: dict[str, Any] | None) -> str:
+    """A `class_agreement` result as "accuracy (lowest class: its fraction)"; "n/a" when not measured (no
+    classifier, or an unconditional transformer) and "no sample" when every sample was left out."""
+    if found is None:
+        return "n/a"
+    if not found["samples"]:
+        return "no sample"
+    return f"{found['accuracy']:.0%} ({found['lowest_class']}: {found['lowest']:.0%})"
+
+
 def _structure(results: dict[str, Any], folder: Path) -> list[str]:
     lines = ["## 2. Weight-space structure (Figure 3)", "", f"Paper: {paper.STRUCTURE_FINDING}", ""]
     for modality, found in results.items():
@@ -227,6 +237,8 @@ def _generation(results: dict[str, Any]) -> list[str]:
                 "MMD-P",
                 "copies",
                 "nearest-training PSNR",
+                "read as their class (lowest)",
+                "the same, copies left out",
                 "paper FFHQ FD / MMD-G / MMD-P",
                 "DiT loss",
                 "DiT parameters",
@@ -240,6 +252,8 @@ def _generation(results: dict[str, Any]) -> list[str]:
                     _number(study.get("mmd_polynomial")),
                     _number(study.get("memorization", {}).get("copy_fraction"), 2),
                     _number(study.get("memorization", {}).get("nearest_training_psnr_mean"), 3),
+                    agreement_cell(study.get("class_agreement")),
+                    agreement_cell(study.get("class_agreement_without_copies")),
                     " / ".join(str(value) for value in paper.GENERATION_FFHQ.get(name, ())) or "-",
                     _number(study["generator"]["eval_loss"]),
                     _count(study["generator"].get("num_parameters")),
@@ -257,7 +271,9 @@ def _generation(results: dict[str, Any]) -> list[str]:
                 "for unlabelled data) trained on the training instances (`LearnedImageFeatures`); copies: the "
                 "fraction of samples at least twice as close to a training image as its nearest other training "
                 "image (`copy_fraction`, pixels); nearest-training PSNR: each sample against its closest training "
-                "image, averaged."
+                "image, averaged; read as their class: the fraction of the class-conditional samples that the same "
+                "classifier assigns to the class they were drawn for, with the class it reads least often "
+                "(`class_agreement`), over all samples and over those that are not copies."
             )
             features = first.get("image_features", PIXEL_FEATURES)
             lines.append(

@@ -134,7 +134,8 @@ def _modality(
         (no retraining)."""
         if features is None:  # 3-D ("chamfer" is missing when fewer than two meshes could be extracted)
             return "chamfer" not in result or "copy_fraction" in result["chamfer"]
-        return result.get("image_features", PIXEL_FEATURES) == features and "learned_features" in result
+        measured = all(key in result for key in ("learned_features", "class_agreement"))
+        return result.get("image_features", PIXEL_FEATURES) == features and measured
 
     found["generation"] = {
         name: _cached(

@@ -155,11 +155,17 @@ def generation_sample_count(budget: StudyBudget, num_references: int) -> int:
     return budget.generation_samples or math.ceil(1.1 * num_references)
 
 
-def sample_study_weights(budget: StudyBudget, pipeline: Any, count: int, seed: int) -> dict[str, torch.Tensor]:
-    """`count` weight samples of a trained pipeline as the generation study draws them: class-balanced with the
-    budget's guidance for a class-conditional transformer, unguided otherwise."""
+def study_sample_labels(pipeline: Any, count: int) -> list[int] | None:
+    """The classes the generation study draws its `count` samples for: balanced over a class-conditional
+    transformer's classes (sample k gets class k mod the number of classes), None for an unconditional one."""
     num_classes = pipeline.transformer.config.num_classes
-    labels = [index % num_classes for index in range(count)] if num_classes else None
+    return [index % num_classes for index in range(count)] if num_classes else None
+
+
+def sample_study_weights(budget: StudyBudget, pipeline: Any, count: int, seed: int) -> dict[str, torch.Tensor]:
+    """`count` weight samples of a trained pipeline as the generation study draws them: class-balanced
+    (`study_sample_labels`) with the budget's guidance for a class-conditional transformer, unguided otherwise."""
+    labels = study_sample_labels(pipeline, count)
     return pipeline(
         count,
         class_labels=labels,
@@ -182,7 +188,8 @@ def generation_study(
     """The generation table: sample a trained pipeline (class-balanced, with guidance for conditional models) and
     compare the samples with the data set. In 2-D: FD and MMD (Gaussian and polynomial kernels) on `image_features`
     (pixels by default) and, under "learned_features", on `learned_features` (the study's `learned_extractor`;
-    skipped when None), and the memorisation figures under "memorization" (`image_generation_figures`). In 3-D:
+    skipped when None), the memorisation figures under "memorization", and for a class-conditional transformer how
+    often `learned_features` (a classifier) reads each sample as its class (`image_generation_figures`). In 3-D:
     MMD, COV, 1-NNA and the copy fraction over Chamfer (and EMD) distances of 2,048-point clouds (HyperDiffusion's
     protocol), against `point_cloud_references` (`reference_point_clouds`, computed here when None).
     """
@@ -208,7 +215,10 @@ def generation_study(
         images = pipeline.decode(weights, "pt", resolution=references.shape[1]).images
         from ..metrics import image_generation_figures
 
-        return {**results, **image_generation_figures(images, references, image_features, learned_features)}
+        labels = study_sample_labels(pipeline, count)
+        figures = image_generation_figures(images, references, image_features, learned_features, labels)
+        # an unconditional transformer's samples have no class to read: recorded as not measured
+        return {"class_agreement": None, "class_agreement_without_copies": None, **results, **figures}
     from ..metrics import sample_point_clouds
 
     meshes = [mesh for mesh in pipeline.decode(weights, "mesh").meshes if mesh is not None]
@@ -336,4 +346,5 @@ __all__ = [
     "reference_point_clouds",
     "sample_study_weights",
     "structure_study",
+    "study_sample_labels",
 ]
