@@ -51,6 +51,10 @@ def test_fd_is_zero_for_a_set_with_itself_and_large_for_separable_sets(reference
     assert extractor.config["train_accuracy"] == 1.0
     held_out = torch.cat([bars(16, True, seed=20), bars(16, False, seed=21)])
     assert (extractor.predict_classes(held_out) == torch.tensor([0] * 16 + [1] * 16)).float().mean() >= 0.9
+    extractor.train()  # reading images leaves the caller's mode as it was
+    assert torch.equal(extractor.predict_classes(held_out), extractor.eval().predict_classes(held_out))
+    assert not extractor.training and extractor.train().predict_classes(held_out[:1]).shape == (1,)
+    assert extractor.training
     vertical, horizontal = extractor(bars(32, True, seed=10)), extractor(bars(32, False, seed=11))
     more_vertical = extractor(bars(32, True, seed=12))
     assert frechet_distance(vertical, vertical) == pytest.approx(0.0, abs=1e-6)

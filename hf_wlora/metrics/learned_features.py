@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -100,12 +100,17 @@ class LearnedImageFeatures(nn.Module):
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return self._evaluate(images, self.embed)
+
+    def _evaluate(self, images: torch.Tensor, compute: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """`compute` of the prepared images in eval mode, in batches on the model's device, gathered on the CPU; the
+        training mode is left as it was."""
         check_images(images)
         was_training = self.training
         self.eval()
         try:
             device = next(self.parameters()).device
-            return torch.cat([self.embed(self._inputs(batch).to(device)).cpu() for batch in images.split(256)])
+            return torch.cat([compute(self._inputs(batch).to(device)).cpu() for batch in images.split(256)])
         finally:
             self.train(was_training)
 
@@ -114,15 +119,7 @@ class LearnedImageFeatures(nn.Module):
         """A classifier's predicted class of each (N, H, W, 3) image on [0, 1], e.g. to check it on held-out images."""
         if self.kind != "classifier":
             raise ValueError("predict_classes needs a classifier; this extractor is an autoencoder (no classes).")
-        check_images(images)
-        was_training = self.training
-        self.eval()
-        try:
-            device = next(self.parameters()).device
-            batches = images.split(256)
-            return torch.cat([self.head(self.embed(self._inputs(b).to(device))).argmax(dim=1).cpu() for b in batches])
-        finally:
-            self.train(was_training)
+        return self._evaluate(images, lambda inputs: self.head(self.embed(inputs)).argmax(dim=1))
 
     def loss(self, inputs: torch.Tensor, labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """The training loss of prepared inputs, and its per-image quality (correct class, or minus the MSE)."""
