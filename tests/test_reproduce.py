@@ -105,6 +105,20 @@ def test_a_rerun_reuses_everything_and_the_cli_runs_it(tiny_run: Any, capsys: py
     assert json.dumps(rerun.results, sort_keys=True) == json.dumps(tiny_run.results, sort_keys=True)
 
 
+def test_measuring_a_generator_again_keeps_its_training_time(tiny_run: Any, tmp_path: Path) -> None:
+    folder = tmp_path / "again"
+    shutil.copytree(tiny_run.report_path.parent, folder)
+    trained = tiny_run.results["2d"]["seconds"]["stage 3: train mlora_asym"]
+    assert trained > 0
+    stored = folder / "2d" / "results" / "generation-mlora_asym.json"
+    record = json.loads(stored.read_text())
+    del record["result"]["class_agreement"]  # as written before the metric existed: measured again, not retrained
+    stored.write_text(json.dumps(record))
+    again = reproduce(ReproduceConfig(scale="tiny", output_dir=str(folder)), progress=False)
+    assert again.results["2d"]["generation"]["mlora_asym"]["class_agreement"]["samples"] == 6
+    assert again.results["2d"]["seconds"]["stage 3: train mlora_asym"] == trained
+
+
 def test_orderings_and_agreement_with_the_paper() -> None:
     ours = {"a": 3.0, "b": 1.0, "c": 2.0, "d": float("nan")}
     assert ordering(ours, higher_is_better=True) == ["a", "c", "b"]

@@ -419,11 +419,13 @@ def write_report(folder: Path, config: ReproduceConfig, results: dict[str, Any],
             f"{GENERATION_SYSTEMS} |"
         )
     lines += ["", "Wall time of each part, as measured by the run that computed it (details in the results files):", ""]
-    parts = ("stage 1", "stage 2", "reconstruction", "structure", "generation", "discrimination")
+    # each column sums the parts whose names start with its prefixes ("stage 3: train" is the generators' training)
+    columns = (("stage 1",), ("stage 2",), ("reconstruction",), ("structure",), ("stage 3", "generation"))
+    columns += (("discrimination",),)
     timing_rows = []
     for modality, found in results.items():
-        totals = {part: sum(v for k, v in found["seconds"].items() if k.startswith(part)) for part in parts}
-        timing_rows.append([modality.upper(), *(_duration(totals[part]) for part in parts)])
+        totals = [sum(v for k, v in found["seconds"].items() if k.startswith(prefixes)) for prefixes in columns]
+        timing_rows.append([modality.upper(), *(_duration(total) for total in totals)])
     header = [
         "modality",
         "stage 1 (field)",
