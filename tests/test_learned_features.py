@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from hf_wlora.metrics import LearnedImageFeatures, frechet_distance, learned_image_features
+from hf_wlora.metrics import LearnedImageFeatures, frechet_distance, image_generation_figures, learned_image_features
 
 STEPS = 100  # enough for bars of two orientations to separate; seconds on one core
 
@@ -102,3 +102,16 @@ def test_bad_input_is_refused_by_name(references, tmp_path: Path) -> None:
         LearnedImageFeatures.from_pretrained(tmp_path)
     with pytest.raises(ValueError, match="a classifier needs at least 2 classes"):
         LearnedImageFeatures("classifier", num_classes=1)
+
+
+def test_generation_figures_read_class_conditional_samples_with_the_classifier(references) -> None:
+    images, labels = references
+    classifier = LearnedImageFeatures.train_on(images, labels, seed=0, steps=STEPS)
+    vertical, horizontal = bars(2, True, seed=30), bars(4, False, seed=31)
+    samples = torch.cat([vertical, horizontal])  # drawn for classes 0, 0, 1, 1 and 2, 2 (a class without images)
+    figures = image_generation_figures(samples, images, learned_features=classifier, labels=[0, 0, 1, 1, 2, 2])
+    every, new = figures["class_agreement"], figures["class_agreement_without_copies"]
+    assert every["per_class"] == [1.0, 1.0, 0.0] and every["lowest_class"] == 2  # no sample is ever read as a 2
+    assert new["samples"] == 6 - round(6 * figures["memorization"]["copy_fraction"])
+    assert "class_agreement" not in image_generation_figures(samples, images, learned_features=classifier)
+    assert image_generation_figures(samples, images, labels=[0] * 6)["class_agreement"] is None  # no classifier

@@ -169,7 +169,10 @@ def _class_agreements(
 
     if getattr(classifier, "kind", None) != "classifier":
         return {"class_agreement": None, "class_agreement_without_copies": None}
-    predicted, num_classes = classifier.predict_classes(generated), classifier.config["num_classes"]
+    predicted = classifier.predict_classes(generated)
+    # a class the generator knows but the references never showed (a declared class without images) is one the
+    # classifier cannot name: its samples count as not read as their class, rather than failing the measurement
+    num_classes = max(classifier.config["num_classes"], max(labels, default=-1) + 1)
     copies = image_copies(generated, reference)
     return {
         "class_agreement": class_agreement(predicted, labels, num_classes),
