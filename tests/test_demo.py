@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from hf_wlora.cli import main
+from hf_wlora.demo import DEMO_SETTINGS
 from hf_wlora.encoding import load_weight_dataset
 from hf_wlora.fields import NeuralFieldModel
 from hf_wlora.pipelines import WeightSpacePipeline
@@ -37,6 +38,11 @@ def test_quick_demo_writes_field_weights_picture_and_summary(modality: str, tmp_
     assert summary["total_seconds"] > 0
     markdown = (tmp_path / "summary.md").read_text()
     assert markdown.startswith(f"# hf_wlora demo ({modality})")
+    sampling = DEMO_SETTINGS[modality]["sample"]  # the pictured samples' guidance, recorded and printed
+    assert summary["samples"]["guidance_scale"] == sampling["guidance_scale"]
+    assert tuple(summary["samples"]["guidance_interval"]) == tuple(sampling["guidance_interval"])
+    guidance = "guidance 2.25 from 50% to 100% of the steps" if modality == "2d" else "guidance 2)"
+    assert guidance in markdown
     if modality == "2d":  # the samples measured as the generation study measures them
         generation = summary["generation"]
         assert generation["num_samples"] == 7 and generation["learned_features"]["fd"] >= 0

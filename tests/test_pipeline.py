@@ -90,6 +90,33 @@ def test_classifier_free_guidance_extrapolates_from_the_unconditional_prediction
     torch.testing.assert_close(pipe.spec.flatten(unconditional.weights)[0], pipe.transformer.denormalize(targets[2]))
 
 
+@pytest.mark.parametrize(
+    ("interval", "guided_at_the_end"), [((0.0, 0.5), False), ((0.5, 1.0), True), ((0.3, 0.3), False)]
+)
+def test_guidance_applies_only_within_its_interval(interval, guided_at_the_end) -> None:
+    pipe, targets = oracle_pipeline("sample")
+    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    batch_sizes = []
+    pipe.transformer.register_forward_pre_hook(lambda module, args: batch_sizes.append(args[0].shape[0]))
+    out = pipe(2, class_labels="bar", guidance_scale=3.0, num_inference_steps=10, guidance_interval=interval)
+    # step i of 10 is guided (both halves of a doubled batch) when int(10 * start) <= i < int(10 * end)
+    first, end = int(10 * interval[0]), int(10 * interval[1])
+    assert batch_sizes == [4 if first <= step < end else 2 for step in range(10)]
+    # an x0-predicting sampler ends on its last prediction: guided there, or the conditional target alone
+    last = targets[2] + 3.0 * (targets[1] - targets[2]) if guided_at_the_end else targets[1]
+    expected = pipe.transformer.denormalize(last).expand(2, -1)
+    torch.testing.assert_close(pipe.spec.flatten(out.weights), expected, atol=5e-3, rtol=1e-3)
+
+
+def test_the_full_guidance_interval_is_plain_guidance() -> None:
+    pipe = make_pipeline()
+    plain = sample_weights(pipe, 0, class_labels=[0, 1, 1], guidance_scale=2.0)
+    full = sample_weights(pipe, 0, class_labels=[0, 1, 1], guidance_scale=2.0, guidance_interval=(0.0, 1.0))
+    none = sample_weights(pipe, 0, class_labels=[0, 1, 1], guidance_scale=2.0, guidance_interval=(1.0, 1.0))
+    unguided = sample_weights(pipe, 0, class_labels=[0, 1, 1])
+    assert torch.equal(plain, full) and torch.equal(none, unguided) and not torch.allclose(plain, unguided)
+
+
 def test_outputs_of_a_2d_pipeline() -> None:
     pipe = make_pipeline()
     generator = torch.Generator().manual_seed(0)
@@ -249,6 +276,9 @@ def test_bad_input_gives_clear_errors() -> None:
     for bad in (float("nan"), float("inf")):  # refused before any denoising step
         with pytest.raises(ValueError, match="guidance_scale must be a finite number"):
             pipe(1, class_labels=0, guidance_scale=bad)
+    for bad in ((0.6, 0.4), (0.0, 1.5), (-0.1, 1.0), (float("nan"), 1.0), (0.5,), 0.5, "0.5, 1", ("0", "1")):
+        with pytest.raises(ValueError, match=r"guidance_interval must be \(start, end\).*0 <= start <= end <= 1"):
+            pipe(1, class_labels=0, guidance_scale=2.0, guidance_interval=bad)
     with pytest.raises(ValueError, match="resolution must be an integer >= 2, got 0"):
         pipe(1, resolution=0)
     with pytest.raises(ValueError, match="mesh_resolution must be an integer >= 2, got '8'"):
