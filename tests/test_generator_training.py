@@ -181,6 +181,18 @@ def test_resume_guards(weights_dir: Path, tmp_path: Path) -> None:
         train_generator(tiny_config(weights_dir, tmp_path, resume=True, learning_rate=1e-3))
 
 
+def test_a_checkpoint_from_before_a_setting_existed_resumes_at_its_default(weights_dir: Path, tmp_path: Path) -> None:
+    train_generator(tiny_config(weights_dir, tmp_path, max_steps=10))
+    progress_file = tmp_path / "checkpoints" / "step-000010" / "training_progress.json"
+    progress = json.loads(progress_file.read_text())
+    # as written by a version of hf_wlora before `ema_decay` was a setting: that run averaged as the default does
+    del progress["fingerprint"]["ema_decay"]
+    progress_file.write_text(json.dumps(progress))
+    with pytest.raises(ValueError, match=r"other settings \(ema_decay: 0.999 -> 0.99\)"):
+        train_generator(tiny_config(weights_dir, tmp_path, resume=True, ema_decay=0.99))
+    assert train_generator(tiny_config(weights_dir, tmp_path, resume=True, max_steps=20)).step == 20
+
+
 TWO_PROCESSES = """
 import json, sys
 from accelerate import PartialState, debug_launcher

@@ -47,18 +47,24 @@ class TrainingProgress:
         train_time_s: training wall time summed over the invocations of the run.
         fingerprint: the settings that change the numbers (all but run control such as output_dir); a resume with
             other values is refused, since it could not reproduce the uninterrupted run.
+        defaults: the settings' default values. A setting that a checkpoint's fingerprint lacks was added to the
+            library after the checkpoint was written, which then ran as its default does: resuming with the
+            default is the same run, with another value it is refused.
     """
 
-    def __init__(self, fingerprint: dict[str, Any]) -> None:
+    def __init__(self, fingerprint: dict[str, Any], defaults: dict[str, Any] | None = None) -> None:
         self.step = 0
         self.train_time_s = 0.0
         self.fingerprint = json.loads(json.dumps(fingerprint))  # as it reads back from JSON (tuples as lists)
+        self.defaults = json.loads(json.dumps(defaults or {}))
 
     def state_dict(self) -> dict[str, Any]:
         return {"step": self.step, "train_time_s": self.train_time_s, "fingerprint": self.fingerprint}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        changed = setting_differences(state["fingerprint"], self.fingerprint)
+        missing = self.fingerprint.keys() - state["fingerprint"].keys()
+        added_since = {key: self.defaults[key] for key in missing if key in self.defaults}
+        changed = setting_differences({**added_since, **state["fingerprint"]}, self.fingerprint)
         if changed:
             raise ValueError(
                 f"cannot resume: the checkpoint was written with other settings ({'; '.join(changed)}). Resume with "

@@ -152,6 +152,17 @@ class RecipeSection:
         return {key: value for key, value in self.to_dict().items() if key not in skip}
 
     @classmethod
+    def setting_defaults(cls) -> dict[str, Any]:
+        """Every setting that has a default, with it (what a checkpoint from before a setting existed ran with)."""
+        found = {}
+        for setting in dataclasses.fields(cls):  # type: ignore[arg-type]
+            if setting.default is not dataclasses.MISSING:
+                found[setting.name] = setting.default
+            elif setting.default_factory is not dataclasses.MISSING:
+                found[setting.name] = setting.default_factory()
+        return found
+
+    @classmethod
     def from_dict(cls: type[Section], data: Any, **overrides: Any) -> Section:
         """Build from a mapping (as read from YAML); `overrides` whose value is not None replace its entries."""
         name = cls.__name__

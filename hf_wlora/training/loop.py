@@ -73,7 +73,7 @@ class TrainingLoop:
         )
         check_world_size(self.accelerator)
         self.resume_candidates = checkpoint_to_resume(self.output_dir, self.checkpoint_root, config.resume)
-        self.progress = TrainingProgress(config.fingerprint())
+        self.progress = TrainingProgress(config.fingerprint(), config.setting_defaults())
 
     def prepare(self, model: Model, optimizer: torch.optim.Optimizer, averaged: nn.Module | None = None) -> Model:
         """Hand `model` and `optimizer` to Accelerate, start the EMA of `averaged` (the part of `model` that is
