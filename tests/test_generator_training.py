@@ -181,7 +181,9 @@ def test_resume_guards(weights_dir: Path, tmp_path: Path) -> None:
         train_generator(tiny_config(weights_dir, tmp_path, resume=True, learning_rate=1e-3))
 
 
-def test_a_checkpoint_from_before_a_setting_existed_resumes_at_its_default(weights_dir: Path, tmp_path: Path) -> None:
+def test_a_checkpoint_from_before_a_setting_existed_resumes_at_its_default(
+    weights_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     train_generator(tiny_config(weights_dir, tmp_path, max_steps=10))
     progress_file = tmp_path / "checkpoints" / "step-000010" / "training_progress.json"
     progress = json.loads(progress_file.read_text())
@@ -191,6 +193,7 @@ def test_a_checkpoint_from_before_a_setting_existed_resumes_at_its_default(weigh
     with pytest.raises(ValueError, match=r"other settings \(ema_decay: 0.999 -> 0.99\)"):
         train_generator(tiny_config(weights_dir, tmp_path, resume=True, ema_decay=0.99))
     assert train_generator(tiny_config(weights_dir, tmp_path, resume=True, max_steps=20)).step == 20
+    assert "predates the settings ema_decay=0.999; resuming with their defaults" in caplog.text
 
 
 TWO_PROCESSES = """

@@ -70,6 +70,11 @@ class TrainingProgress:
                 f"cannot resume: the checkpoint was written with other settings ({'; '.join(changed)}). Resume with "
                 "the original config, or train into a new output_dir."
             )
+        if added_since:
+            logger.warning(
+                "The checkpoint predates the settings %s; resuming with their defaults, which it ran as.",
+                ", ".join(f"{key}={value!r}" for key, value in sorted(added_since.items())),
+            )
         self.step = int(state["step"])
         self.train_time_s = float(state["train_time_s"])
 
