@@ -46,6 +46,22 @@ def check_number(value: Any, name: str, *, positive: bool = False, fraction: boo
     raise ValueError(f"{name} must be {kind}, got {value!r}.{_quoted_hint(value)}")
 
 
+def check_guidance_interval(value: Any, name: str = "guidance_interval") -> tuple[float, float]:
+    """Return `value` as (start, end) if it is two fractions of the denoising steps with 0 <= start <= end <= 1;
+    else raise a ValueError naming `name`."""
+    if (
+        isinstance(value, (list, tuple))
+        and len(value) == 2
+        and all(is_number(bound) and 0 <= bound <= 1 for bound in value)
+        and value[0] <= value[1]
+    ):
+        return value[0], value[1]
+    raise ValueError(
+        f"{name} must be (start, end), fractions of the denoising steps with 0 <= start <= end <= 1 (for example "
+        f"(0.5, 1): guidance in the second half), got {value!r}."
+    )
+
+
 def _quoted_hint(value: Any) -> str:
     """The fix for a number written in quotes (a YAML string): a count or a rate is never text."""
     return " Write numbers without quotes." if isinstance(value, str) and NUMBER_TEXT.fullmatch(value.strip()) else ""

@@ -25,6 +25,11 @@ from typing import Any
 
 import torch
 
+# Classifier-free guidance of the 2-D demo's samples (its training grids, samples.png and the measured samples).
+# Lower scales give cleaner glyphs by copying training ones (63% of the samples at 1, 23% at 2, 1% at 3); guiding
+# only the second half of the steps gave 15-25% lower FD and more samples read as their class at the same copy rate,
+# on two trained generators (benchmarks/RESULTS.md, "Guidance in the second half of the steps").
+GUIDANCE_2D = {"guidance_scale": 2.25, "guidance_interval": (0.5, 1.0)}
 SAMPLES_PER_CLASS = 2
 SAMPLING_STEPS = 50
 
@@ -71,13 +76,10 @@ DEMO_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
             "prediction_type": "sample",
             "checkpoint_every": 1000,
             "num_grid_samples": 20,
-            "grid_guidance_scale": 2.0,
+            "grid_guidance_scale": GUIDANCE_2D["guidance_scale"],
+            "grid_guidance_interval": GUIDANCE_2D["guidance_interval"],
         },
-        # Classifier-free guidance of the pictured and measured samples. Lower scales give cleaner glyphs by copying
-        # training ones (63% of the samples at 1, 23% at 2, 1% at 3); guiding only the second half of the steps gives
-        # 15-25% lower FD and more samples read as their class at the same copy rate, on two trained generators
-        # (benchmarks/RESULTS.md, "Guidance in the second half of the steps").
-        "sample": {"guidance_scale": 2.25, "guidance_interval": (0.5, 1.0)},
+        "sample": GUIDANCE_2D,
     },
     "3d": {
         "data": {"data": "builtin-shapes", "data_options": {"num_instances": 32}},

@@ -68,6 +68,7 @@ def tiny_config(weights: Path, output_dir: Path, **overrides: Any) -> GeneratorT
         ({"ema_decay": 1.0}, "ema_decay must be in [0, 1)"),
         ({"mixed_precision": "fp8"}, "mixed_precision must be one of"),
         ({"batch_size": 0}, "batch_size must be a positive integer"),
+        ({"grid_guidance_interval": [0.5, 0.2]}, "grid_guidance_interval must be (start, end), fractions of the"),
     ],
 )
 def test_config_rejects_bad_values_with_the_fix(change: dict[str, Any], message: str) -> None:
@@ -77,12 +78,13 @@ def test_config_rejects_bad_values_with_the_fix(change: dict[str, Any], message:
 
 
 def test_config_yaml_round_trip(tmp_path: Path) -> None:
-    config = tiny_config(tmp_path / "w", tmp_path / "run")
+    config = tiny_config(tmp_path / "w", tmp_path / "run", grid_guidance_interval=(0.5, 1.0))
     path = tmp_path / "recipe.yaml"
     config.to_yaml(path)
     assert "train" in yaml.safe_load(path.read_text())
     loaded = GeneratorTrainingConfig.from_yaml(path, max_steps=5)
     assert loaded.to_dict() == {**config.to_dict(), "max_steps": 5}
+    assert loaded.grid_guidance_interval == (0.5, 1.0)  # YAML's list read back as the pipeline's (start, end)
     with pytest.raises(ValueError, match="missing 'weights'"):
         GeneratorTrainingConfig.from_dict({})
 

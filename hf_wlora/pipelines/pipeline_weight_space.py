@@ -28,7 +28,7 @@ from diffusers import DiffusionPipeline, SchedulerMixin
 from diffusers.utils import BaseOutput, replace_example_docstring
 from PIL import Image
 
-from ..checks import check_int, check_number, is_int, is_number
+from ..checks import check_guidance_interval, check_int, check_number, is_int
 from ..fields import NeuralFieldModel, extract_meshes, render_images, render_meshes, sdf_grid, to_pil
 from ..metrics import interpolation_weights
 from ..models import WeightSpaceDiT
@@ -525,22 +525,6 @@ class WeightSpacePipeline(DiffusionPipeline):
         if "eta" in accepted:
             kwargs["eta"] = eta
         return kwargs
-
-
-def check_guidance_interval(interval: Any) -> tuple[float, float]:
-    """Return `interval` if it is (start, end) with 0 <= start <= end <= 1; else raise a ValueError naming it."""
-    if (
-        not isinstance(interval, Sequence)
-        or isinstance(interval, str)
-        or len(interval) != 2
-        or not all(is_number(value) and 0 <= value <= 1 for value in interval)
-        or interval[0] > interval[1]
-    ):
-        raise ValueError(
-            f"guidance_interval must be (start, end), fractions of the denoising steps with 0 <= start <= end <= 1 "
-            f"(for example (0.5, 1): guidance in the second half), got {interval!r}."
-        )
-    return tuple(interval)
 
 
 def _is_weight_dataset(weights: Any) -> bool:

@@ -151,6 +151,9 @@ def _small(modality: str) -> StudyBudget:
         "steps": 1500,
         "num_grid_samples": 10,
         "checkpoint_every": 500,
+        # the training grids guided as the study samples (every step), not as the demo does
+        "grid_guidance_scale": 2.0,
+        "grid_guidance_interval": (0.0, 1.0),
     }
     common = {
         "data": demo["data"]["data"],

@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ...checks import check_number, is_int, is_number
+from ...checks import check_guidance_interval, check_number, is_int, is_number
 from ...training.config_checks import RecipeSection, check_positive_int, check_run_settings
 
 SECTION = "train"  # this stage's section of a recipe YAML
@@ -71,6 +71,8 @@ class GeneratorTrainingConfig(RecipeSection):
         num_grid_samples: Samples per grid (class-balanced for conditional models).
         sample_inference_steps: Denoising steps of the grids.
         grid_guidance_scale: Classifier-free guidance of the grids of conditional models.
+        grid_guidance_interval: The fractions of the grids' denoising steps that are guided, (start, end)
+            (`WeightSpacePipeline(guidance_interval=...)`; (0, 1): every step).
         eval_noise_draws: Noise draws per training instance in the final denoising-loss evaluation.
         resolution: Image side of decoded samples (2-D); null: the encoding's resolution, else 64.
         mesh_resolution: SDF grid resolution of decoded samples (3-D).
@@ -111,6 +113,7 @@ class GeneratorTrainingConfig(RecipeSection):
     num_grid_samples: int = 16
     sample_inference_steps: int = 50
     grid_guidance_scale: float = 1.0
+    grid_guidance_interval: tuple[float, float] = (0.0, 1.0)
     eval_noise_draws: int = 4
     resolution: int | None = None
     mesh_resolution: int = 64
@@ -121,6 +124,7 @@ class GeneratorTrainingConfig(RecipeSection):
         "num_grid_samples",
         "sample_inference_steps",
         "grid_guidance_scale",
+        "grid_guidance_interval",
         "eval_noise_draws",
         "resolution",
         "mesh_resolution",
@@ -129,6 +133,8 @@ class GeneratorTrainingConfig(RecipeSection):
     def __post_init__(self) -> None:
         if isinstance(self.adam_betas, list):
             self.adam_betas = tuple(self.adam_betas)
+        if isinstance(self.grid_guidance_interval, list):  # as YAML reads it
+            self.grid_guidance_interval = tuple(self.grid_guidance_interval)
         self.check()
 
     def check(self) -> None:
@@ -160,6 +166,7 @@ class GeneratorTrainingConfig(RecipeSection):
         if not is_number(self.class_dropout_prob) or not 0 <= self.class_dropout_prob < 1:
             raise ValueError(f"class_dropout_prob must be in [0, 1), got {self.class_dropout_prob!r}.")
         check_number(self.grid_guidance_scale, "grid_guidance_scale")  # NaN would only fail at the first grid
+        check_guidance_interval(self.grid_guidance_interval, "grid_guidance_interval")
         if self.conditional is not None and not isinstance(self.conditional, bool):
             raise ValueError(f"conditional must be true, false or null, got {self.conditional!r}.")
         if self.prediction_type not in PREDICTION_TYPES:

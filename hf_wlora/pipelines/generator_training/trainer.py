@@ -253,6 +253,7 @@ class GeneratorTrainer:
                 config.num_grid_samples,
                 class_labels=labels,
                 guidance_scale=config.grid_guidance_scale if num_classes else 1.0,
+                guidance_interval=config.grid_guidance_interval,
                 num_inference_steps=config.sample_inference_steps,
                 generator=torch.Generator().manual_seed(config.seed),
                 output_type="weights",
