@@ -4,7 +4,8 @@ A study's barriers scatter from instance to instance by about as much as their m
 standard errors), so whether two representations differ at one lambda depends on how many instances were fitted.
 This reruns `studies.structure_study` on the folder's own base field with `--instances` instances (the first ones of
 the data set, a superset of the report's), for the representations named, and prints cosine and barrier with the
-barrier's standard error per lambda. The folder is only read: results go to `--save` if given.
+barrier's standard error per lambda, and the first two representations' barrier difference instance by instance
+(`report.paired_barrier_difference`). The folder is only read: results go to `--save` if given.
 
 Run: `python benchmarks/check_structure.py --output_dir /tmp/rep_final --modality 3d --instances 12
 --representations mlora_asym mlora lora_asym lora`.
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from hf_wlora.reproduction import ReproduceConfig, stages, studies
 from hf_wlora.reproduction.config import SYSTEMS
-from hf_wlora.reproduction.report import barrier_standard_error
+from hf_wlora.reproduction.report import barrier_standard_error, paired_barrier_difference
 
 
 def main() -> None:
@@ -46,6 +47,14 @@ def main() -> None:
                 f"  λ={row['lambda']:g}: cosine {row['cosine_mean']:.3f}, barrier {row['barrier_mean']:.3g} ± "
                 f"{error:.2g} (s.e.), endpoint score {row['endpoint_score_mean']:.3g}"
             )
+    first, second = args.representations[:2] if len(args.representations) > 1 else (None, None)
+    if first is not None:
+        print(f"{first} minus {second}, instance by instance (the same instances and perturbation seeds):")
+        for row, other in zip(found[first]["rows"], found[second]["rows"], strict=True):
+            paired = paired_barrier_difference(row, other)
+            if paired is not None:
+                mean, error, count = paired
+                print(f"  λ={row['lambda']:g}: barrier difference {mean:.3g} ± {error:.2g} (s.e., {count} instances)")
     if args.save:
         args.save.write_text(json.dumps(found, indent=2) + "\n")
 

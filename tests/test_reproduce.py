@@ -14,7 +14,14 @@ import pytest
 from hf_wlora.cli import main
 from hf_wlora.reproduction import ReproduceConfig, reproduce, stages
 from hf_wlora.reproduction.config import GENERATION_SYSTEMS, SYSTEMS
-from hf_wlora.reproduction.report import agreement, agreement_cell, barrier_standard_error, ordering, score_cell
+from hf_wlora.reproduction.report import (
+    agreement,
+    agreement_cell,
+    barrier_standard_error,
+    ordering,
+    paired_barrier_difference,
+    score_cell,
+)
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +63,12 @@ def test_structure_at_lambda_zero_refits_the_same_weights(tiny_run: Any) -> None
             assert first["lambda"] == 0.0
             assert first["cosine_mean"] == pytest.approx(1.0, abs=1e-9), (modality, name)
             assert first["barrier_mean"] == 0.0 or first["paths_without_mesh"] == study["instances"], (modality, name)
+            for row in study["rows"]:  # each instance's barrier, whose mean is the row's
+                values = [value for value in row["barriers"] if value is not None]
+                assert len(row["barriers"]) == study["instances"]
+                assert len(values) == study["instances"] - row["paths_without_mesh"], (modality, name)
+                if values:
+                    assert np.mean(values) == pytest.approx(row["barrier_mean"], rel=1e-9, abs=1e-12)
             # lambda = 1: an independent draw of the init distribution, so the fits differ (for mLoRA's N(1, 0.01^2)
             # start only a little: the point of perturbing the random part, not the factors)
             assert study["rows"][-1]["cosine_mean"] < 1 - 1e-6, (modality, name)
@@ -138,6 +151,19 @@ def test_the_barrier_standard_error_counts_only_paths_with_a_value() -> None:
     assert barrier_standard_error({"barrier_std": 0.0}, 8) == 0.0
     assert barrier_standard_error({"barrier_std": 0.1, "paths_without_mesh": 5}, 6) is None  # one path: no spread
     assert barrier_standard_error({"barrier_std": float("nan"), "paths_without_mesh": 6}, 6) is None
+
+
+def test_the_paired_barrier_difference_by_hand() -> None:
+    # differences 1 - 2, 4 - 2, 6 - 3 = -1, 2, 3 (instance 3 has no value for the second): mean 4/3, sample variance
+    # ((-7/3)^2 + (2/3)^2 + (5/3)^2) / 2 = 13/3, standard error sqrt(13/9)
+    first = {"barriers": [1.0, 4.0, 6.0, 5.0]}
+    second = {"barriers": [2.0, 2.0, 3.0, None]}
+    mean, error, count = paired_barrier_difference(first, second)
+    assert mean == pytest.approx(4 / 3) and error == pytest.approx(np.sqrt(13 / 9)) and count == 3
+    # a shift shared by every instance cancels: one representation always lower by 1 has no spread in its difference
+    assert paired_barrier_difference({"barriers": [3.0, 9.0, 4.0]}, {"barriers": [4.0, 10.0, 5.0]}) == (-1.0, 0.0, 3)
+    assert paired_barrier_difference({"barriers": [1.0, None]}, {"barriers": [2.0, 3.0]}) is None  # one pair
+    assert paired_barrier_difference({"barrier_mean": 1.0}, {"barriers": [2.0, 3.0]}) is None  # an older result
 
 
 def test_agreement_cells() -> None:

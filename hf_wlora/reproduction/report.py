@@ -127,6 +127,25 @@ def barrier_standard_error(row: dict[str, Any], instances: int) -> float | None:
     return std / math.sqrt(measured - 1)
 
 
+def paired_barrier_difference(first: dict[str, Any], second: dict[str, Any]) -> tuple[float, float, int] | None:
+    """Mean and standard error of `first`'s barrier minus `second`'s, instance by instance, for two structure rows
+    of the same instances (same data, lambda and seed), over the instances where both gave a value; with their count.
+    Pairing removes what the instances share (some shapes are harder for every representation), so it can order two
+    representations whose mean barriers are within their standard errors. None where fewer than two pairs remain or
+    a row lacks per-instance barriers (results of an older version)."""
+    if "barriers" not in first or "barriers" not in second or len(first["barriers"]) != len(second["barriers"]):
+        return None
+    pairs = [
+        (a, b) for a, b in zip(first["barriers"], second["barriers"], strict=True) if a is not None and b is not None
+    ]
+    if len(pairs) < 2:
+        return None
+    differences = [a - b for a, b in pairs]
+    mean = sum(differences) / len(differences)
+    variance = sum((value - mean) ** 2 for value in differences) / (len(differences) - 1)
+    return mean, math.sqrt(variance / len(differences)), len(differences)
+
+
 def agreement_cell(found: dict[str, Any] | None) -> str:
     """A `class_agreement` result as "accuracy (lowest class: its fraction)"; "n/a" when not measured (no
     classifier, or an unconditional transformer) and "no sample" when every sample was left out."""

@@ -119,6 +119,8 @@ def structure_study(
                 "barrier_std": float(np.nanstd(barriers)) if np.isfinite(barriers).any() else math.nan,
                 "endpoint_score_mean": _nanmean(scores[:, [0, -1]]),
                 "paths_without_mesh": int((~np.isfinite(barriers)).sum()),
+                # per instance (None: no value), so two representations can be compared instance by instance
+                "barriers": [float(value) if math.isfinite(value) else None for value in barriers],
             }
         )
     return {
