@@ -37,6 +37,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "dropout-0.2-seed-1": {"model": {"dropout": 0.2}, "seed": 1},
     "dropout-0.3-seed-1": {"model": {"dropout": 0.3}, "seed": 1},
     "dropout-0.4": {"model": {"dropout": 0.4}},
+    "class-dropout-0.2": {"class_dropout_prob": 0.2},
+    "class-dropout-0.2-seed-1": {"class_dropout_prob": 0.2, "seed": 1},
 }
 
 

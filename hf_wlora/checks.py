@@ -55,7 +55,7 @@ def check_guidance_interval(value: Any, name: str = "guidance_interval") -> tupl
         and all(is_number(bound) and 0 <= bound <= 1 for bound in value)
         and value[0] <= value[1]
     ):
-        return value[0], value[1]
+        return float(value[0]), float(value[1])
     raise ValueError(
         f"{name} must be (start, end), fractions of the denoising steps with 0 <= start <= end <= 1 (for example "
         f"(0.5, 1): guidance in the second half), got {value!r}."

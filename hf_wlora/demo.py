@@ -79,7 +79,7 @@ DEMO_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
             "grid_guidance_scale": GUIDANCE_2D["guidance_scale"],
             "grid_guidance_interval": GUIDANCE_2D["guidance_interval"],
         },
-        "sample": GUIDANCE_2D,
+        "sample": dict(GUIDANCE_2D),
     },
     "3d": {
         "data": {"data": "builtin-shapes", "data_options": {"num_instances": 32}},
@@ -256,6 +256,8 @@ def _measured_samples(
 
     from .metrics import image_generation_figures, learned_image_features
 
+    sampling = DEMO_SETTINGS["2d"]["sample"] if sampling is None else sampling
+
     references = torch.stack([torch.as_tensor(source[index].image) for index in range(len(source))])
     labels = weights.labels.tolist()
     # the extractor's default training, as in the studies; --quick only checks the code path
@@ -270,12 +272,12 @@ def _measured_samples(
         num_inference_steps=SAMPLING_STEPS,
         generator=torch.Generator().manual_seed(1),
         output_type="weights",
-        **(DEMO_SETTINGS["2d"]["sample"] if sampling is None else sampling),
+        **sampling,
     ).weights
     images = pipeline.decode(sampled, "pt", resolution=references.shape[1]).images
     figures = image_generation_figures(images, references, learned_features=extractor, labels=sample_labels)
     figures["class_names"] = list(weights.info.class_names)
-    return {"num_samples": count, "feature_extractor": extractor.config, **figures}
+    return {"num_samples": count, **sampling, "feature_extractor": extractor.config, **figures}
 
 
 def run_demo(output_dir: str | Path = "outputs/demo", modality: str = "2d", quick: bool = False) -> DemoResult:
@@ -328,7 +330,7 @@ def run_demo(output_dir: str | Path = "outputs/demo", modality: str = "2d", quic
     stages = ["stage1", "stage2", "stage3"]
     if pipeline.modality == "image":
         start = time.perf_counter()
-        summary["generation"] = _measured_samples(pipeline, weights, source, output_dir, quick)
+        summary["generation"] = _measured_samples(pipeline, weights, source, output_dir, quick, settings["sample"])
         summary["generation"]["seconds"] = time.perf_counter() - start
         stages.append("generation")
     summary["total_seconds"] = sum(summary[stage]["seconds"] for stage in stages)

@@ -46,6 +46,8 @@ def test_quick_demo_writes_field_weights_picture_and_summary(modality: str, tmp_
     if modality == "2d":  # the samples measured as the generation study measures them
         generation = summary["generation"]
         assert generation["num_samples"] == 7 and generation["learned_features"]["fd"] >= 0
+        assert generation["guidance_scale"] == sampling["guidance_scale"]  # measured as pictured, and recorded
+        assert tuple(generation["guidance_interval"]) == tuple(sampling["guidance_interval"])
         assert 0.0 <= generation["memorization"]["copy_fraction"] <= 1.0
         assert (tmp_path / "feature_extractor" / "model.safetensors").is_file()
         assert "FD on learned features" in markdown and "copy a training glyph" in markdown

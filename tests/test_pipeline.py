@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, HeunDiscreteScheduler
 from huggingface_hub import ModelCard
 from peft import PeftModel
 from PIL import Image
@@ -106,6 +106,19 @@ def test_guidance_applies_only_within_its_interval(interval, guided_at_the_end) 
     last = targets[2] + 3.0 * (targets[1] - targets[2]) if guided_at_the_end else targets[1]
     expected = pipe.transformer.denormalize(last).expand(2, -1)
     torch.testing.assert_close(pipe.spec.flatten(out.weights), expected, atol=5e-3, rtol=1e-3)
+
+
+def test_a_guidance_interval_never_splits_a_heun_step() -> None:
+    pipe = make_pipeline()
+    pipe.scheduler = HeunDiscreteScheduler.from_config(pipe.scheduler.config)  # two model calls per step
+    batch_sizes = []
+    pipe.transformer.register_forward_pre_hook(lambda module, args: batch_sizes.append(args[0].shape[0]))
+    pipe(1, class_labels=0, guidance_scale=2.0, num_inference_steps=5, guidance_interval=(0.5, 1.0))
+    # 9 calls: steps (0, 1), (2, 3), (4, 5), (6, 7) and the last one alone; int(0.5 * 9) = 4 starts a step
+    assert batch_sizes == [1, 1, 1, 1, 2, 2, 2, 2, 2]
+    batch_sizes.clear()
+    pipe(1, class_labels=0, guidance_scale=2.0, num_inference_steps=5, guidance_interval=(0.6, 1.0))
+    assert batch_sizes == [1, 1, 1, 1, 2, 2, 2, 2, 2]  # int(0.6 * 9) = 5, the second call of a step: rounded down
 
 
 def test_the_full_guidance_interval_is_plain_guidance() -> None:

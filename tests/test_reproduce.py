@@ -164,6 +164,8 @@ def test_the_paired_barrier_difference_by_hand() -> None:
     assert paired_barrier_difference({"barriers": [3.0, 9.0, 4.0]}, {"barriers": [4.0, 10.0, 5.0]}) == (-1.0, 0.0, 3)
     assert paired_barrier_difference({"barriers": [1.0, None]}, {"barriers": [2.0, 3.0]}) is None  # one pair
     assert paired_barrier_difference({"barrier_mean": 1.0}, {"barriers": [2.0, 3.0]}) is None  # an older result
+    with pytest.raises(ValueError, match=r"rows of one lambda, got 0\.5 and 1\.0"):
+        paired_barrier_difference({"lambda": 0.5, "barriers": [1.0, 2.0]}, {"lambda": 1.0, "barriers": [2.0, 3.0]})
 
 
 def test_agreement_cells() -> None:

@@ -135,6 +135,10 @@ def paired_barrier_difference(first: dict[str, Any], second: dict[str, Any]) -> 
     a row lacks per-instance barriers (results of an older version)."""
     if "barriers" not in first or "barriers" not in second or len(first["barriers"]) != len(second["barriers"]):
         return None
+    if first.get("lambda") != second.get("lambda"):
+        raise ValueError(
+            f"Paired barriers need rows of one lambda, got {first.get('lambda')} and {second.get('lambda')}."
+        )
     pairs = [
         (a, b) for a, b in zip(first["barriers"], second["barriers"], strict=True) if a is not None and b is not None
     ]
