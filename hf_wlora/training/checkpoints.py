@@ -49,7 +49,10 @@ class TrainingProgress:
             other values is refused, since it could not reproduce the uninterrupted run.
         defaults: the settings' default values. A setting that a checkpoint's fingerprint lacks was added to the
             library after the checkpoint was written, which then ran as its default does: resuming with the
-            default is the same run, with another value it is refused.
+            default is the same run, with another value it is refused. This holds for top-level settings with a
+            declared default (a nested one, such as a stage's, is still refused, and so is one whose default is
+            worked out from the others: both safe), and assumes a setting never moves out of run control, whose
+            keys a fingerprint leaves out on purpose.
     """
 
     def __init__(self, fingerprint: dict[str, Any], defaults: dict[str, Any] | None = None) -> None:
