@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import platform
+import statistics
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
@@ -145,9 +146,7 @@ def paired_barrier_difference(first: dict[str, Any], second: dict[str, Any]) -> 
     if len(pairs) < 2:
         return None
     differences = [a - b for a, b in pairs]
-    mean = sum(differences) / len(differences)
-    variance = sum((value - mean) ** 2 for value in differences) / (len(differences) - 1)
-    return mean, math.sqrt(variance / len(differences)), len(differences)
+    return statistics.fmean(differences), statistics.stdev(differences) / math.sqrt(len(pairs)), len(pairs)
 
 
 def agreement_cell(found: dict[str, Any] | None) -> str:
@@ -443,8 +442,14 @@ def write_report(folder: Path, config: ReproduceConfig, results: dict[str, Any],
         )
     lines += ["", "Wall time of each part, as measured by the run that computed it (details in the results files):", ""]
     # each column sums the parts whose names start with its prefixes ("stage 3: train" is the generators' training)
-    columns = (("stage 1",), ("stage 2",), ("reconstruction",), ("structure",), ("stage 3", "generation"))
-    columns += (("discrimination",),)
+    columns = (
+        ("stage 1",),
+        ("stage 2",),
+        ("reconstruction",),
+        ("structure",),
+        ("stage 3", "generation"),
+        ("discrimination",),
+    )
     timing_rows = []
     for modality, found in results.items():
         totals = [sum(v for k, v in found["seconds"].items() if k.startswith(prefixes)) for prefixes in columns]
