@@ -14,8 +14,15 @@ from peft import PeftModel
 from PIL import Image
 
 from hf_wlora.checks import check_int, is_int
-from hf_wlora.data import GlyphImages, ProceduralShapes
-from hf_wlora.fields import NeuralFieldConfig, NeuralFieldModel, image_coordinates, render_images
+from hf_wlora.data import GlyphImages, ProceduralShapes, sample_surface
+from hf_wlora.fields import (
+    NeuralFieldConfig,
+    NeuralFieldModel,
+    extract_meshes,
+    image_coordinates,
+    render_images,
+    sdf_grid,
+)
 from hf_wlora.metrics import psnr, psnr_from_mse, surface_chamfer
 from hf_wlora.representations import (
     FitSettings,
@@ -115,6 +122,26 @@ def test_shape_scores_are_nan_without_a_mesh(caplog: pytest.LogCaptureFixture) -
     with caplog.at_level(logging.WARNING):
         scores = reconstruction_scores(representation, factors, [shapes[0], shapes[1]], coords, targets, 12)
     assert np.isnan(scores).all()
+
+
+def test_shape_scores_take_the_surface_points_asked_for() -> None:
+    torch.manual_seed(0)
+    field = NeuralFieldModel(NeuralFieldConfig(modality="shape", hidden_size=16, num_layers=2)).bake()
+    representation = make_representation("mlora_asym", field, rank=2)
+    shapes = ProceduralShapes(num_instances=2, seed=0)
+    instances = [shapes[0], shapes[1]]
+    factors = {name: value.expand(2, *value.shape) for name, value in representation.initial_factors().items()}
+    coords, targets = instance_targets(instances, "shape", 32, [0, 1])
+
+    def scores(points: int, seed: int) -> np.ndarray:
+        return reconstruction_scores(representation, factors, instances, coords, targets, 12, seed, points)
+
+    meshes = extract_meshes(sdf_grid(representation.field_function(factors), 12))
+    by_hand = surface_chamfer(meshes, [sample_surface(shape, 300, seed=3) for shape in instances], seed=3)
+    np.testing.assert_array_equal(scores(300, seed=3), by_hand)
+    # a larger sample scatters less from one seed to the next (about as 1 / sqrt(points))
+    few, many = (np.array([scores(points, seed) for seed in range(6)]) for points in (256, 4096))
+    assert np.isfinite(few).all() and (many.std(axis=0) < 0.5 * few.std(axis=0)).all()
 
 
 def test_surface_chamfer_of_a_known_mesh() -> None:

@@ -54,6 +54,7 @@ def test_the_report_has_every_table_and_plot(tiny_run: Any) -> None:
     assert "Wall time of all parts: **" in report and "(one run, " in report
     assert "λ=1: cosine / barrier ± s.e." in report and "is the barrier's standard error" in report
     assert "| read as their class (lowest) | the same, copies left out |" in report
+    assert "barrier of the Chamfer on 256 points per surface" in report  # the tiny scale's structure_points
 
 
 def test_structure_at_lambda_zero_refits_the_same_weights(tiny_run: Any) -> None:
@@ -130,6 +131,20 @@ def test_measuring_a_generator_again_keeps_its_training_time(tiny_run: Any, tmp_
     again = reproduce(ReproduceConfig(scale="tiny", output_dir=str(folder)), progress=False)
     assert again.results["2d"]["generation"]["mlora_asym"]["class_agreement"]["samples"] == 6
     assert again.results["2d"]["seconds"]["stage 3: train mlora_asym"] == trained
+
+
+def test_a_structure_study_measured_on_other_surface_points_is_measured_again(tiny_run: Any, tmp_path: Path) -> None:
+    folder = tmp_path / "again"
+    shutil.copytree(tiny_run.report_path.parent, folder)
+    assert {study["surface_points"] for study in tiny_run.results["3d"]["structure"].values()} == {256}
+    assert {study["surface_points"] for study in tiny_run.results["2d"]["structure"].values()} == {None}
+    stored = folder / "3d" / "results" / "structure-mlora_asym.json"
+    record = json.loads(stored.read_text())
+    record["result"]["surface_points"] = 2048  # as a run with other settings wrote it
+    record["result"]["rows"] = []
+    stored.write_text(json.dumps(record))
+    again = reproduce(ReproduceConfig(scale="tiny", output_dir=str(folder), modalities=["3d"]), progress=False)
+    assert again.results["3d"]["structure"]["mlora_asym"] == tiny_run.results["3d"]["structure"]["mlora_asym"]
 
 
 def test_orderings_and_agreement_with_the_paper() -> None:

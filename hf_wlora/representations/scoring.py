@@ -25,18 +25,23 @@ def reconstruction_scores(
     targets: torch.Tensor,
     mesh_resolution: int = 64,
     seed: int = 0,
+    surface_points: int = SCORE_POINTS,
 ) -> np.ndarray:
     """One score per instance of `factors` (N, ...): the PSNR of each decoded image against `targets` at `coords`
     (as `instance_targets` gives them), or the Chamfer distance between each decoded shape's mesh (marching cubes at
-    `mesh_resolution`) and its instance's true surface, `SCORE_POINTS` points each, seeded by `seed` (NaN, and a log
-    line, where no mesh comes out)."""
+    `mesh_resolution`) and its instance's true surface, `surface_points` points each, seeded by `seed` (NaN, and a
+    log line, where no mesh comes out).
+
+    The Chamfer of a finite sample scatters with the sample: at the protocol's 2,048 points by 1-6% of its value from
+    one seed to the next (benchmarks/RESULTS.md), so comparisons of nearly equal shapes (the structure study's
+    barriers) take more points."""
     if representation.modality == "image":
         with torch.no_grad():
             values = representation.forward(factors, coords.expand(len(instances), *coords.shape))
         return psnr(values.to(targets.device), targets).cpu().numpy()
     grids = sdf_grid(representation.field_function(factors), mesh_resolution)
     meshes = extract_meshes(grids, allow_failures=True)  # a failed mesh scores NaN, and the log names it
-    references = [sample_surface(shape, SCORE_POINTS, seed=seed) for shape in instances]
+    references = [sample_surface(shape, surface_points, seed=seed) for shape in instances]
     return surface_chamfer(meshes, references, seed=seed)
 
 

@@ -42,6 +42,10 @@ class StudyBudget:
         structure_instances: Instances fitted from two correlated initialisations (the paper averages 30).
         structure_lambdas: The lambdas of the correlated initialisations.
         structure_alphas: Points on the straight line between the two fits where the metric is measured.
+        structure_points: Surface points per cloud of the 3-D structure study's Chamfer distances. More than the
+            reconstruction protocol's 2,048: the barrier is a small difference of Chamfers along a path, and a
+            2,048-point Chamfer scatters from one sample to the next by about as much as the mLoRA kinds' barriers
+            (5e-5 on the built-in shapes), one of 32,768 points by 1.4e-5 (benchmarks/RESULTS.md).
         generation: `GeneratorTrainingConfig` settings of stage 3 (without weights and output_dir).
         generation_samples: Instances sampled per system; None: 1.1 x the reference count (the 3-D protocol).
         sampling_steps, guidance_scale: How the generation study samples (class-balanced labels; every step guided:
@@ -66,6 +70,7 @@ class StudyBudget:
     structure_lambdas: list[float]
     structure_alphas: int
     generation: dict[str, Any]
+    structure_points: int = 32768
     generation_samples: int | None = None
     sampling_steps: int = 50
     guidance_scale: float = 2.0
@@ -116,6 +121,7 @@ def _tiny(modality: str) -> StudyBudget:
         structure_instances=2,
         structure_lambdas=[0.0, 1.0],
         structure_alphas=3,
+        structure_points=256,
         generation={**_tiny_generation(), "mesh_resolution": 16},
         generation_samples=6,
         sampling_steps=2,

@@ -167,7 +167,9 @@ def _structure(results: dict[str, Any], folder: Path) -> list[str]:
             continue
         plot = _structure_plot(studies, folder / PLOTS_DIR / f"structure-{modality}.png", modality)
         first = next(iter(studies.values()))
-        metric = "PSNR (dB)" if first["metric"] == "psnr" else "Chamfer"
+        metric = (
+            "PSNR (dB)" if first["metric"] == "psnr" else f"Chamfer on {first['surface_points']:,} points per surface"
+        )
         lines += [
             f"### {modality.upper()}: {first['instances']} instances, {first['alphas']} points per path, barrier of "
             f"the {metric}",

@@ -103,8 +103,12 @@ def _modality(
             lambda name=name: studies.structure_study(budget, name, field_dir, seed, progress),
             seconds,
             f"structure {name}",
-            # studies written before the cosine left the frozen mask entries out are measured again
-            still_valid=lambda result: all("cosine_all_mean" in row for row in result["rows"]),
+            # studies written before the cosine left the frozen mask entries out, or (3-D) with another number of
+            # surface points per Chamfer, are measured again
+            still_valid=lambda result: (
+                all("cosine_all_mean" in row for row in result["rows"])
+                and result.get("surface_points") == studies.structure_surface_points(budget)
+            ),
         )
         for name in config.representations
     }

@@ -49,9 +49,9 @@ def structure_study(
     part only (`Representation.init_distribution`: mLoRA's N(1, init_std^2) entries, additive LoRA's A; for the mlp
     kinds zero-mean with each tensor's default-init std), so lambda = 1 is an independent draw from the same init
     distribution. For every lambda: the cosine similarity of the two fits, and the barrier of the reconstruction
-    metric (PSNR in 2-D, Chamfer in 3-D) along the straight line between them, averaged over the instances. The
-    asymmetric mask's frozen entries stay frozen in i2, so lambda = 0 refits exactly the same weights (cosine 1,
-    barrier 0).
+    metric (PSNR in 2-D, Chamfer on `budget.structure_points` points per surface in 3-D) along the straight line
+    between them, averaged over the instances. The asymmetric mask's frozen entries stay frozen in i2, so lambda = 0
+    refits exactly the same weights (cosine 1, barrier 0).
 
     The cosine ("cosine_mean") is taken over the trained entries: the frozen ones are the same constants in both fits
     (and in every instance), so including them measures the mask's norm rather than whether the fits agree; with
@@ -100,6 +100,7 @@ def structure_study(
             path_targets,
             config.mesh_resolution,
             config.seed,
+            budget.structure_points,
         ).reshape(count, alphas)
         barriers = np.array(
             [
@@ -128,8 +129,14 @@ def structure_study(
         "instances": count,
         "alphas": alphas,
         "metric": "psnr" if modality == "image" else "chamfer",
+        "surface_points": structure_surface_points(budget),
         "rows": rows,
     }
+
+
+def structure_surface_points(budget: StudyBudget) -> int | None:
+    """The points per surface of the structure study's Chamfer distances (None in 2-D: PSNR on every pixel)."""
+    return budget.structure_points if budget.modality == "shape" else None
 
 
 def reference_images(budget: StudyBudget) -> tuple[torch.Tensor, list[int]]:
@@ -348,5 +355,6 @@ __all__ = [
     "reference_point_clouds",
     "sample_study_weights",
     "structure_study",
+    "structure_surface_points",
     "study_sample_labels",
 ]
