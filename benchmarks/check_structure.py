@@ -5,10 +5,11 @@ standard errors), so whether two representations differ at one lambda depends on
 This reruns `studies.structure_study` on the folder's own base field with `--instances` instances (the first ones of
 the data set, a superset of the report's), for the representations named, and prints cosine and barrier with the
 barrier's standard error per lambda, and the first two representations' barrier difference instance by instance
-(`report.paired_barrier_difference`). The folder is only read: results go to `--save` if given.
+(`report.paired_barrier_difference`). `--surface_points` sets the points per surface of the 3-D Chamfers (the
+scale's `StudyBudget.structure_points` otherwise). The folder is only read: results go to `--save` if given.
 
 Run: `python benchmarks/check_structure.py --output_dir /tmp/rep_final --modality 3d --instances 12
---representations mlora_asym mlora lora_asym lora`.
+--representations mlora_asym mlora lora_asym lora [--surface_points 2048]`.
 """
 
 from __future__ import annotations
@@ -30,11 +31,16 @@ def main() -> None:
     parser.add_argument("--modality", default="3d", choices=["2d", "3d"])
     parser.add_argument("--instances", type=int, default=12)
     parser.add_argument("--representations", nargs="+", default=["mlora_asym", "mlora"], choices=SYSTEMS)
+    parser.add_argument(
+        "--surface_points", type=int, help="3-D: points per surface of each Chamfer (default: the scale's budget)"
+    )
     parser.add_argument("--save", type=Path, help="write the studies' results to this JSON file")
     args = parser.parse_args()
     config = ReproduceConfig(scale=args.scale, output_dir=args.output_dir, modalities=[args.modality])
     budget = config.budget(args.modality)
     budget.structure_instances = args.instances
+    if args.surface_points is not None:
+        budget.structure_points = args.surface_points
     field_dir = stages.base_field(budget, Path(args.output_dir) / args.modality, config.seed)  # finished: only read
     found = {}
     for name in args.representations:
