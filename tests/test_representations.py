@@ -142,6 +142,8 @@ def test_shape_scores_take_the_surface_points_asked_for() -> None:
     # a larger sample scatters less from one seed to the next (about as 1 / sqrt(points))
     few, many = (np.array([scores(points, seed) for seed in range(6)]) for points in (256, 4096))
     assert np.isfinite(few).all() and (many.std(axis=0) < 0.5 * few.std(axis=0)).all()
+    with pytest.raises(ValueError, match="surface_points must be"):
+        scores(0, seed=0)
 
 
 def test_surface_chamfer_of_a_known_mesh() -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..checks import check_int
 from ..data import sample_surface
 from ..fields import extract_meshes, sdf_grid
 from ..metrics import psnr, surface_chamfer
@@ -39,6 +40,7 @@ def reconstruction_scores(
         with torch.no_grad():
             values = representation.forward(factors, coords.expand(len(instances), *coords.shape))
         return psnr(values.to(targets.device), targets).cpu().numpy()
+    check_int(surface_points, "surface_points", minimum=1)
     grids = sdf_grid(representation.field_function(factors), mesh_resolution)
     meshes = extract_meshes(grids, allow_failures=True)  # a failed mesh scores NaN, and the log names it
     references = [sample_surface(shape, surface_points, seed=seed) for shape in instances]
