@@ -184,7 +184,8 @@ def sample_surface(shape: ShapeInstance, num_points: int, seed: SeedLike = 0) ->
     """(N, 3) float32 surface points of any shape.
 
     Meshes: area-weighted samples of the (normalised) mesh. Analytic SDFs: `surface_points_from_sdf`. Stored SDF
-    samples only: the `num_points` stored points with the smallest |sdf| (an approximation, as good as the file).
+    samples only: the `num_points` stored points with the smallest |sdf| (an approximation, as good as the file; all
+    of them, fewer than `num_points`, when the file holds fewer).
     """
     if shape.mesh is not None:
         return mesh_surface_points(shape.mesh.vertices, shape.mesh.faces, num_points, seed)
