@@ -43,7 +43,10 @@ def reconstruction_scores(
     check_int(surface_points, "surface_points", minimum=1)
     grids = sdf_grid(representation.field_function(factors), mesh_resolution)
     meshes = extract_meshes(grids, allow_failures=True)  # a failed mesh scores NaN, and the log names it
-    references = [sample_surface(shape, surface_points, seed=seed) for shape in instances]
+    # once per distinct instance: the structure study scores each of its instances at every point of a path
+    distinct = {id(shape): shape for shape in instances}
+    surfaces = {key: sample_surface(shape, surface_points, seed=seed) for key, shape in distinct.items()}
+    references = [surfaces[id(shape)] for shape in instances]
     return surface_chamfer(meshes, references, seed=seed)
 
 
