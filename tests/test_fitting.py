@@ -114,6 +114,12 @@ def test_losses_and_bad_input(base_field, glyphs) -> None:
         make_representation("mlora", NeuralFieldModel(NeuralFieldConfig(modality="image", hidden_size=8)))
     with pytest.raises(ValueError, match="Unknown representation"):
         make_representation("dora", base_field)
+    # the adapter kinds check their factors once per call, before any chunk runs
+    start = {name: value[None] for name, value in representation.initial_factors().items()}
+    with pytest.raises(ValueError, match=r"missing \['trunk.0.linear.A'\]"):
+        representation.forward({k: v for k, v in start.items() if k != "trunk.0.linear.A"}, coords[None])
+    with pytest.raises(ValueError, match="same leading instance dimension"):
+        representation.loss_backward(start, coords.expand(2, *coords.shape), targets[:2], image_loss, chunk_size=1)
 
 
 def test_a_cosine_schedule_ends_at_rate_zero_and_changes_the_fit(base_field, glyphs) -> None:

@@ -16,7 +16,7 @@ from torch import nn
 
 import hf_wlora
 from hf_wlora import MLoraConfig, batched_forward, batched_loss_backward, stack_adapter_factors
-from hf_wlora.tuners.mlora import MLoraLayer, adapter_factors
+from hf_wlora.tuners.mlora import MLoraLayer, adapter_factors, chunk_size_for
 
 from toy_models import TOY_TARGETS, ToyModel, toy_tokens
 
@@ -425,9 +425,21 @@ def test_batched_path_rejects_bad_factors() -> None:
         batched_forward(model, stacked, tokens[:1])
     with pytest.raises(ValueError, match="no mLoRA adapter named"):
         batched_forward(model, stacked, tokens, adapter_name="nope")
+    targets = torch.zeros(2, *tokens.shape[1:-1], 1)
+    with pytest.raises(ValueError, match="missing"):
+        batched_loss_backward(model, {k: v for k, v in stacked.items() if k != "fc1.A"}, (tokens,), (targets,), len)
     model.merge_adapter()
     with pytest.raises(ValueError, match="unmerged"):
         batched_forward(model, stacked, tokens)
+
+
+def test_default_chunks_hold_about_512k_activations_on_the_cpu_and_2m_elsewhere() -> None:
+    # 256 points x 128 wide: 16 instances (2 MiB of float32 per activation) on the CPU, all 64 on a GPU-sized target
+    assert chunk_size_for((torch.zeros(64, 256, 2),), 128) == 16
+    assert chunk_size_for((torch.zeros(64, 256, 2, device="meta"),), 128) == 64
+    assert chunk_size_for((torch.zeros(64, 1024, 2),), 256) == 2
+    assert chunk_size_for((torch.zeros(3, 4096, 2),), 4096) == 1  # never below one instance
+    assert chunk_size_for((torch.zeros(3, 8, 2),), 16) == 3  # never above the instances there are
 
 
 # -- bad input --------------------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The paper's six weight representations, as objects the batched fitter trains and the decoder evaluates.
 
 - lora, lora_asym, mlora, mlora_asym (`AdapterRepresentation`): per-instance factors of the mLoRA tuner on a frozen
-  baked base field, evaluated through the PEFT model itself (`batched_forward`, broadcast over instances).
+  baked base field, evaluated through the PEFT model itself (`batched_call`, broadcast over instances).
 - mlp, mlp_asym (`StandaloneMLPRepresentation`): every weight and bias of a standalone small field with no base,
   HyperDiffusion-style; the asymmetric variant freezes large-variance entries of each weight matrix.
 
@@ -24,8 +24,8 @@ from ..spec import REPRESENTATIONS, LayerSpec, RepresentationSpec
 from ..tuners.mlora import (
     MLoraConfig,
     adapter_factors,
+    batch_parameters,
     batched_call,
-    batched_forward,
     chunk_size_for,
     chunked_loss_backward,
 )
@@ -52,6 +52,11 @@ DEFAULT_LEARNING_RATES = {
 # entries the structure study perturbs), and PEFT's LoRA init (B = 0, Kaiming A) for the additive kinds. The tuner's
 # own default, an exact identity, is PEFT's convention for fine-tuning; see MLoraConfig.init_weights.
 ENCODING_INIT_WEIGHTS: dict[str, bool | str] = {"multiplicative": "gaussian", "additive": True}
+
+
+# The adapter kinds broadcast over instances: the field's forward treats leading dimensions as batch dimensions, and
+# every adapted layer is an nn.Linear.
+_VECTORIZE = "broadcast"
 
 
 def _first_output(outputs: Any) -> torch.Tensor:
@@ -97,7 +102,8 @@ class Representation:
         """Field values (N, P, C) of N instances at coords (N, P, d), on the representation's device."""
         factors = {name: value.to(self.device) for name, value in factors.items()}
         coords = coords.to(self.device)
-        return self._batched_values(factors, coords, chunk_size or chunk_size_for((coords,), self._width))
+        chunk_size = chunk_size or chunk_size_for((coords,), self._width)
+        return self._batched_values(self._batch(factors, coords), coords, chunk_size)
 
     def loss_backward(
         self,
@@ -111,17 +117,23 @@ class Representation:
         chunk_size = chunk_size or chunk_size_for((coords,), self._width)
         return chunked_loss_backward(
             lambda chunk_factors, chunk_coords: self._batched_values(chunk_factors, chunk_coords, chunk_size),
-            factors,
+            self._batch(factors, coords),
             (coords,),
             (targets,),
             loss_fn,
             chunk_size,
         )
 
+    def _batch(self, factors: Mapping[str, torch.Tensor], coords: torch.Tensor) -> Mapping[str, torch.Tensor]:
+        """Stacked factors as `_batched_values` takes them (the same tensors), prepared once per call rather than
+        once per chunk; by default as given."""
+        return factors
+
     def _batched_values(
         self, factors: Mapping[str, torch.Tensor], coords: torch.Tensor, chunk_size: int
     ) -> torch.Tensor:
-        """The model's values for stacked factors: what each representation does differently."""
+        """The model's values for stacked factors (as `_batch` gives them): what each representation does
+        differently."""
         raise NotImplementedError
 
     def field_function(self, factors: Mapping[str, torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -182,12 +194,16 @@ class AdapterRepresentation(Representation):
         # the tuner's own init: N(1, init_std^2) scaled (multiplicative), or a random A beside B = 0 (additive)
         return self.model.base_model.init_distribution()
 
+    def _batch(self, factors: Mapping[str, torch.Tensor], coords: torch.Tensor) -> dict[str, torch.Tensor]:
+        # checked against the adapter and keyed by parameter name once: per chunk, that walk of every module cost
+        # about 1 ms, as long as a whole instance's step at small fields (benchmarks/RESULTS.md)
+        return batch_parameters(self.model, factors, (coords,), vectorize=_VECTORIZE)
+
     def _batched_values(
-        self, factors: Mapping[str, torch.Tensor], coords: torch.Tensor, chunk_size: int
+        self, parameters: Mapping[str, torch.Tensor], coords: torch.Tensor, chunk_size: int
     ) -> torch.Tensor:
-        # broadcast: the field's forward treats leading dimensions as batch dimensions, and every layer is Linear
-        outputs = batched_forward(
-            self.model, factors, coords, chunk_size=chunk_size, vectorize="broadcast", return_dict=False
+        outputs = batched_call(
+            self.model, parameters, coords, chunk_size=chunk_size, vectorize=_VECTORIZE, return_dict=False
         )
         return _first_output(outputs)
 

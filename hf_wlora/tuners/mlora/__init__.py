@@ -13,6 +13,7 @@ from .config import MLoraConfig  # noqa: E402
 from .functional import (  # noqa: E402
     adapter_factor_names,
     adapter_factors,
+    batch_parameters,
     batched_call,
     batched_forward,
     batched_loss_backward,
@@ -31,6 +32,7 @@ __all__ = [
     "MLoraModel",
     "adapter_factor_names",
     "adapter_factors",
+    "batch_parameters",
     "batched_call",
     "batched_forward",
     "batched_loss_backward",

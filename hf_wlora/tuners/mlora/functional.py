@@ -31,9 +31,13 @@ from .layer import Linear, MLoraLayer
 Vectorize = Literal["vmap", "broadcast"]
 
 # Instances per chunk when the caller does not choose: about this many activation elements (points x layer width)
-# per chunk. Large enough to amortise per-call overhead at small fields, small enough that a chunk's activations
-# stay near the cache at large ones (benchmarks/bench_mlora.py measures the effect).
-_TARGET_CHUNK_ELEMENTS = 2**21
+# per chunk. On the CPU, 2 MiB of float32 per activation: a chunk's element-wise passes (activations, residuals and
+# their gradients) then run from the cache instead of memory, and the chunk is still large enough to amortise the
+# per-chunk Python work (about 1 ms); 4x larger chunks were 6-15% slower per fitting step at the demo's field and at a
+# 256-wide one (benchmarks/RESULTS.md, issue 15). Elsewhere (GPUs) the former, larger target: fewer kernel launches,
+# not measured here.
+_TARGET_CHUNK_ELEMENTS = {"cpu": 2**19}
+_DEFAULT_TARGET_CHUNK_ELEMENTS = 2**21
 
 
 def _adapter_layers(model: nn.Module, adapter_name: str) -> list[tuple[str, MLoraLayer]]:
@@ -125,13 +129,16 @@ def _check_batch(
 
 
 def chunk_size_for(inputs: Sequence[torch.Tensor], width: int) -> int:
-    """Instances per chunk: about 2M activation elements (points x layer width) per chunk, at least 1.
+    """Instances per chunk: about 512K activation elements (points x layer width) per chunk on the CPU, 2M on other
+    devices, at least 1.
 
-    `inputs[0]` is (N, ..., features): everything between the instance and feature dimensions counts as points.
+    `inputs[0]` is (N, ..., features), on the device that computes: everything between the instance and feature
+    dimensions counts as points.
     """
     first = inputs[0]
     points = first[0].numel() // max(1, first.shape[-1]) if first.dim() > 1 else 1
-    return max(1, min(first.shape[0], _TARGET_CHUNK_ELEMENTS // max(1, points * width)))
+    target = _TARGET_CHUNK_ELEMENTS.get(first.device.type, _DEFAULT_TARGET_CHUNK_ELEMENTS)
+    return max(1, min(first.shape[0], target // max(1, points * width)))
 
 
 def default_chunk_size(model: nn.Module, inputs: Sequence[torch.Tensor], adapter_name: str = "default") -> int:
@@ -197,12 +204,28 @@ def batched_forward(
         The model's output with a leading instance dimension, equal to running the PEFT model once per instance
         with that instance's factors loaded.
     """
-    _check_batch(model, adapter_name, factors, inputs, vectorize)
-    names = adapter_factor_names(model, adapter_name)
-    parameters = {names[spec_name]: value for spec_name, value in factors.items()}
+    parameters = batch_parameters(model, factors, inputs, adapter_name, vectorize)
     if chunk_size is None:
         chunk_size = default_chunk_size(model, inputs, adapter_name)
     return batched_call(model, parameters, *inputs, chunk_size=chunk_size, vectorize=vectorize, **kwargs)
+
+
+def batch_parameters(
+    model: nn.Module,
+    factors: Mapping[str, torch.Tensor],
+    inputs: Sequence[torch.Tensor],
+    adapter_name: str = "default",
+    vectorize: Vectorize = "vmap",
+) -> dict[str, torch.Tensor]:
+    """Check stacked factors and inputs against the model's adapter, and key the factors by parameter name: what
+    `batched_call` takes. The same tensors, not copies, so gradients reach the caller's factors.
+
+    Checking walks every module of the model; callers that run many chunks or steps with the same factors check once
+    and call `batched_call` per chunk (`batched_loss_backward`, the encoder's representations).
+    """
+    _check_batch(model, adapter_name, factors, inputs, vectorize)
+    names = adapter_factor_names(model, adapter_name)
+    return {names[spec_name]: value for spec_name, value in factors.items()}
 
 
 def chunked_loss_backward(
@@ -273,13 +296,11 @@ def batched_loss_backward(
         chunk_size: Instances per chunk (None: `default_chunk_size`).
         vectorize: "vmap" or "broadcast", as in `batched_forward`.
     """
-    _check_batch(model, adapter_name, factors, (*inputs, *targets), vectorize)
+    parameters = batch_parameters(model, factors, (*inputs, *targets), adapter_name, vectorize)
     if chunk_size is None:
         chunk_size = default_chunk_size(model, inputs, adapter_name)
 
-    def forward(chunk_factors: dict[str, torch.Tensor], *chunk_inputs: torch.Tensor) -> Any:
-        return batched_forward(
-            model, chunk_factors, *chunk_inputs, adapter_name=adapter_name, chunk_size=chunk_size, vectorize=vectorize
-        )
+    def forward(chunk_parameters: dict[str, torch.Tensor], *chunk_inputs: torch.Tensor) -> Any:
+        return batched_call(model, chunk_parameters, *chunk_inputs, chunk_size=chunk_size, vectorize=vectorize)
 
-    return chunked_loss_backward(forward, factors, inputs, targets, loss_fn, chunk_size)
+    return chunked_loss_backward(forward, parameters, inputs, targets, loss_fn, chunk_size)
