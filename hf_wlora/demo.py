@@ -407,9 +407,15 @@ def _agreement_lines(generation: dict[str, Any]) -> list[str]:
         if new["samples"]
         else "no sample is new"
     )
+    flat = (
+        f" {every['unreadable']} samples are flatter than every training glyph and count as not read, whatever the "
+        "classifier says."
+        if every["unreadable"]
+        else ""
+    )
     return [
         f"The classifier reads {every['accuracy']:.0%} of the samples as the class they were drawn for (lowest: "
-        f"class {names[every['lowest_class']]}, {every['lowest']:.0%}); {without_copies}.",
+        f"class {names[every['lowest_class']]}, {every['lowest']:.0%}); {without_copies}.{flat}",
         "",
     ]
 

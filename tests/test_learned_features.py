@@ -115,3 +115,8 @@ def test_generation_figures_read_class_conditional_samples_with_the_classifier(r
     assert new["samples"] == 6 - round(6 * figures["memorization"]["copy_fraction"])
     assert "class_agreement" not in image_generation_figures(samples, images, learned_features=classifier)
     assert image_generation_figures(samples, images, labels=[0] * 6)["class_agreement"] is None  # no classifier
+    # a blank sample is read as some class by the classifier, but never counts as read as its own
+    blank = torch.full_like(samples[:2], 0.5)
+    blank_class = int(classifier.predict_classes(blank)[0])
+    read = image_generation_figures(blank, images, learned_features=classifier, labels=[blank_class] * 2)
+    assert read["class_agreement"]["accuracy"] == 0.0 and read["class_agreement"]["unreadable"] == 2

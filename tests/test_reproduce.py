@@ -128,8 +128,18 @@ def test_measuring_a_generator_again_keeps_its_training_time(tiny_run: Any, tmp_
     record = json.loads(stored.read_text())
     del record["result"]["class_agreement"]  # as written before the metric existed: measured again, not retrained
     stored.write_text(json.dumps(record))
+    # as written before flat samples counted as unread: measured again too
+    other = sorted(set(tiny_run.results["2d"]["generation"]) - {"mlora_asym"})[0]
+    stored_other = folder / "2d" / "results" / f"generation-{other}.json"
+    record = json.loads(stored_other.read_text())
+    del record["result"]["class_agreement"]["unreadable"]
+    stored_other.write_text(json.dumps(record))
     again = reproduce(ReproduceConfig(scale="tiny", output_dir=str(folder)), progress=False)
     assert again.results["2d"]["generation"]["mlora_asym"]["class_agreement"]["samples"] == 6
+    assert (
+        again.results["2d"]["generation"][other]["class_agreement"]
+        == tiny_run.results["2d"]["generation"][other]["class_agreement"]
+    )
     assert again.results["2d"]["seconds"]["stage 3: train mlora_asym"] == trained
 
 
@@ -186,6 +196,8 @@ def test_the_paired_barrier_difference_by_hand() -> None:
 def test_agreement_cells() -> None:
     found = {"accuracy": 0.75, "per_class": [0.5, 1.0], "lowest_class": 0, "lowest": 0.5, "samples": 8}
     assert agreement_cell(found) == "75% (0: 50%)"
+    assert agreement_cell({**found, "unreadable": 0}) == "75% (0: 50%)"
+    assert agreement_cell({**found, "unreadable": 3}) == "75% (0: 50%); 3 flat"
     assert agreement_cell({**found, "samples": 0, "accuracy": None}) == "no sample"
     assert agreement_cell(None) == "n/a"
 

@@ -11,7 +11,7 @@ anyone may import.
 - memorisation: `copy_fraction` / `copy_mask` (samples closer to a training instance than its training neighbours
   are), `image_memorization`, `image_copies`;
 - class-conditional samples: `class_agreement` (how often a classifier reads a sample as the class it was drawn
-  for, per class, optionally without the copies);
+  for, per class, optionally without the copies; samples `flat_images` marks count as not read);
 - shape generation: `point_cloud_generation_metrics` (MMD, COV, 1-NNA over `pairwise_chamfer` or `pairwise_emd`),
   `point_cloud_distances` (a set's distance matrix, reusable across generators), `sample_point_clouds`,
   `normalize_point_clouds`, `earth_movers_distance` (Sinkhorn) and `exact_emd`;
@@ -46,6 +46,7 @@ _LAZY_ATTRIBUTES: dict[str, str] = {
     "image_memorization": ".memorization",
     "image_copies": ".memorization",
     "class_agreement": ".conditional",
+    "flat_images": ".conditional",
     "frechet_distance": ".distributions",
     "mmd": ".distributions",
     "image_generation_metrics": ".distributions",
@@ -74,7 +75,7 @@ _LAZY_ATTRIBUTES: dict[str, str] = {
 }
 
 if TYPE_CHECKING:
-    from .conditional import class_agreement
+    from .conditional import class_agreement, flat_images
     from .discrimination import (
         discrimination_metrics,
         kmeans_ari,
@@ -118,6 +119,7 @@ __all__ = [
     "discrimination_metrics",
     "earth_movers_distance",
     "exact_emd",
+    "flat_images",
     "frechet_distance",
     "generation_metrics_from_distances",
     "image_copies",

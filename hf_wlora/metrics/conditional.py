@@ -6,6 +6,10 @@ reads every sample, and the agreement is the fraction read as its conditioning c
 and the lowest class (the one a picture of the samples is likeliest to miss). Samples that copy a training
 instance (`image_copies`) can be left out with `exclude`, so that agreement bought by memorisation does not count.
 The classifier's own errors bound what this can show: check it on held-out references first.
+
+A classifier has no class for "nothing": the glyph classifier reads most uniform images as a 3 (23 of 40 uniform
+colours; benchmarks/RESULTS.md). Samples marked `unreadable` (for images, `flat_images`: less contrast than any
+reference image has) therefore count as not read as their class, whatever the classifier says.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ def class_agreement(
     labels: torch.Tensor | Sequence[int],
     num_classes: int,
     exclude: torch.Tensor | None = None,
+    unreadable: torch.Tensor | None = None,
 ) -> dict[str, Any]:
     """How often the predicted class of each sample is the class it was drawn for.
 
@@ -29,11 +34,14 @@ def class_agreement(
         labels: (S,) the class each sample was generated for, in [0, num_classes).
         num_classes: The number of classes.
         exclude: (S,) bool, True for samples to leave out (e.g. copies of training instances); None keeps all.
+        unreadable: (S,) bool, True for samples that show no class (e.g. `flat_images`): kept, but never counted as
+            read as their class. None: none is.
 
     Returns:
         "accuracy" (over the samples kept), "per_class" (one fraction per class, None for a class with no sample
         kept), "lowest_class" and "lowest" (the class with the lowest fraction among those with samples, and that
-        fraction; None when no sample is kept), and "samples" (how many were kept).
+        fraction; None when no sample is kept), "samples" (how many were kept) and "unreadable" (how many of those
+        were marked unreadable).
     """
     predicted, labels = torch.as_tensor(predicted).long(), torch.as_tensor(labels).long()
     if predicted.ndim != 1 or predicted.shape != labels.shape:
@@ -45,16 +53,9 @@ def class_agreement(
     for name, values in (("predicted", predicted), ("labels", labels)):
         if len(values) and not (int(values.min()) >= 0 and int(values.max()) < num_classes):
             raise ValueError(f"{name} must hold class ids in [0, {num_classes}), got {values.min()}..{values.max()}.")
-    kept = torch.ones_like(labels, dtype=torch.bool)
-    if exclude is not None:
-        exclude = torch.as_tensor(exclude)
-        if exclude.dtype != torch.bool or exclude.shape != labels.shape:
-            raise ValueError(
-                f"exclude must be a bool tensor of shape {tuple(labels.shape)}, got {exclude.dtype} "
-                f"{tuple(exclude.shape)}."
-            )
-        kept = ~exclude
-    correct = (predicted == labels) & kept
+    kept = ~_sample_mask("exclude", exclude, labels)
+    readable = ~_sample_mask("unreadable", unreadable, labels)
+    correct = (predicted == labels) & kept & readable
     per_class: list[float | None] = []
     for c in range(num_classes):
         count = int((kept & (labels == c)).sum())
@@ -68,4 +69,28 @@ def class_agreement(
         "lowest_class": lowest_class,
         "lowest": None if lowest_class is None else measured[lowest_class],
         "samples": total,
+        "unreadable": int((kept & ~readable).sum()),
     }
+
+
+def flat_images(images: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """(S,) bool: which of `images` (S, H, W, C) have less contrast (the standard deviation of all their values) than
+    the least contrasted of `reference` (R, H', W', C), the images a classifier was trained on: a sample flatter than
+    every real image shows no class, and `class_agreement` should not count what a classifier reads into it."""
+    for name, value in (("images", images), ("reference", reference)):
+        if value.ndim != 4 or not len(value):
+            raise ValueError(f"{name} must be a non-empty (N, H, W, C) image tensor, got {tuple(value.shape)}.")
+    least = reference.flatten(1).std(dim=1, unbiased=False).min()
+    return images.flatten(1).std(dim=1, unbiased=False) < least
+
+
+def _sample_mask(name: str, mask: torch.Tensor | None, labels: torch.Tensor) -> torch.Tensor:
+    """A per-sample bool mask checked against the labels' shape (all False when None)."""
+    if mask is None:
+        return torch.zeros_like(labels, dtype=torch.bool)
+    mask = torch.as_tensor(mask)
+    if mask.dtype != torch.bool or mask.shape != labels.shape:
+        raise ValueError(
+            f"{name} must be a bool tensor of shape {tuple(labels.shape)}, got {mask.dtype} {tuple(mask.shape)}."
+        )
+    return mask

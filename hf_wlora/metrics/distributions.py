@@ -148,7 +148,8 @@ def image_generation_figures(
     references), and `image_memorization` under "memorization" (both sets at one image size). With `labels`, the
     class each generated image was drawn for: "class_agreement" and "class_agreement_without_copies"
     (`class_agreement` over all samples and over those `image_copies` does not flag) as read by `learned_features`
-    when it is a classifier, None otherwise (no classifier to read them).
+    when it is a classifier, None otherwise (no classifier to read them); samples flatter than every reference
+    image (`flat_images`) count as not read as their class.
     """
     from .memorization import image_memorization
 
@@ -164,7 +165,7 @@ def image_generation_figures(
 def _class_agreements(
     generated: torch.Tensor, reference: torch.Tensor, classifier: Any, labels: Sequence[int]
 ) -> dict[str, dict[str, Any] | None]:
-    from .conditional import class_agreement
+    from .conditional import class_agreement, flat_images
     from .memorization import image_copies
 
     if getattr(classifier, "kind", None) != "classifier":
@@ -174,7 +175,10 @@ def _class_agreements(
     # classifier cannot name: its samples count as not read as their class, rather than failing the measurement
     num_classes = max(classifier.config["num_classes"], max(labels, default=-1) + 1)
     copies = image_copies(generated, reference)
+    flat = flat_images(generated, reference)
     return {
-        "class_agreement": class_agreement(predicted, labels, num_classes),
-        "class_agreement_without_copies": class_agreement(predicted, labels, num_classes, exclude=copies),
+        "class_agreement": class_agreement(predicted, labels, num_classes, unreadable=flat),
+        "class_agreement_without_copies": class_agreement(
+            predicted, labels, num_classes, exclude=copies, unreadable=flat
+        ),
     }

@@ -150,13 +150,15 @@ def paired_barrier_difference(first: dict[str, Any], second: dict[str, Any]) -> 
 
 
 def agreement_cell(found: dict[str, Any] | None) -> str:
-    """A `class_agreement` result as "accuracy (lowest class: its fraction)"; "n/a" when not measured (no
-    classifier, or an unconditional transformer) and "no sample" when every sample was left out."""
+    """A `class_agreement` result as "accuracy (lowest class: its fraction)", followed by "; n flat" when n of the
+    samples were flatter than every training image (counted as not read); "n/a" when not measured (no classifier,
+    or an unconditional transformer) and "no sample" when every sample was left out."""
     if found is None:
         return "n/a"
     if not found["samples"]:
         return "no sample"
-    return f"{found['accuracy']:.0%} ({found['lowest_class']}: {found['lowest']:.0%})"
+    flat = f"; {found['unreadable']} flat" if found.get("unreadable") else ""
+    return f"{found['accuracy']:.0%} ({found['lowest_class']}: {found['lowest']:.0%}){flat}"
 
 
 def _structure(results: dict[str, Any], folder: Path) -> list[str]:
@@ -297,7 +299,9 @@ def _generation(results: dict[str, Any]) -> list[str]:
                 "image (`copy_fraction`, pixels); nearest-training PSNR: each sample against its closest training "
                 "image, averaged; read as their class: the fraction of the class-conditional samples that the same "
                 "classifier assigns to the class they were drawn for, with the class it reads least often "
-                "(`class_agreement`), over all samples and over those that are not copies."
+                "(`class_agreement`), over all samples and over those that are not copies; a sample with less "
+                'contrast than every training image ("flat", `flat_images`) counts as not read, whatever the '
+                "classifier says."
             )
             features = first.get("image_features", PIXEL_FEATURES)
             lines.append(

@@ -146,11 +146,12 @@ def _modality(
         return result if features is None else {**result, "image_features": features}
 
     def still_valid(result: dict[str, Any]) -> bool:
-        """A stored result measured with other features, or before a metric existed, is sampled and measured again
-        (no retraining)."""
+        """A stored result measured with other features, or before a metric existed (or before flat samples counted
+        as unread), is sampled and measured again (no retraining)."""
         if features is None:  # 3-D ("chamfer" is missing when fewer than two meshes could be extracted)
             return "chamfer" not in result or "copy_fraction" in result["chamfer"]
-        measured = all(key in result for key in ("learned_features", "class_agreement"))
+        agreement = result.get("class_agreement", {})  # None: nothing to read (no classes, or no classifier)
+        measured = "learned_features" in result and (agreement is None or "unreadable" in agreement)
         return result.get("image_features", PIXEL_FEATURES) == features and measured
 
     found["generation"] = {
