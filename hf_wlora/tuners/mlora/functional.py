@@ -33,9 +33,9 @@ Vectorize = Literal["vmap", "broadcast"]
 # Instances per chunk when the caller does not choose: about this many activation elements (points x layer width)
 # per chunk. On the CPU, 2 MiB of float32 per activation: a chunk's element-wise passes (activations, residuals and
 # their gradients) then run from the cache instead of memory, and the chunk is still large enough to amortise the
-# per-chunk Python work (about 1 ms); 4x larger chunks were 6-15% slower per fitting step at the demo's field and at a
-# 256-wide one (benchmarks/RESULTS.md, issue 15). Elsewhere (GPUs) the former, larger target: fewer kernel launches,
-# not measured here.
+# per-chunk Python work (about 1 ms); 4x larger chunks were 8-13% slower per fitting step at bench_encode.py's
+# 128-wide field and no faster anywhere measured (benchmarks/RESULTS.md, issue 15). Elsewhere (GPUs) the former,
+# larger target: fewer kernel launches, not measured here.
 _TARGET_CHUNK_ELEMENTS = {"cpu": 2**19}
 _DEFAULT_TARGET_CHUNK_ELEMENTS = 2**21
 
