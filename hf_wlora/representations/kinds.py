@@ -195,8 +195,8 @@ class AdapterRepresentation(Representation):
         return self.model.base_model.init_distribution()
 
     def _batch(self, factors: Mapping[str, torch.Tensor], coords: torch.Tensor) -> dict[str, torch.Tensor]:
-        # checked against the adapter and keyed by parameter name once: per chunk, that walk of every module cost
-        # about 1 ms, as long as a whole instance's step at small fields (benchmarks/RESULTS.md)
+        # checked against the adapter and keyed by parameter name once per call: per chunk, those walks over every
+        # module were a tenth of a chunk's Python work (benchmarks/RESULTS.md, issue 15)
         return batch_parameters(self.model, factors, (coords,), vectorize=_VECTORIZE)
 
     def _batched_values(
