@@ -41,7 +41,7 @@ def test_quick_demo_writes_field_weights_picture_and_summary(modality: str, tmp_
     sampling = DEMO_SETTINGS[modality]["sample"]  # the pictured samples' guidance, recorded and printed
     assert summary["samples"]["guidance_scale"] == sampling["guidance_scale"]
     assert tuple(summary["samples"]["guidance_interval"]) == tuple(sampling["guidance_interval"])
-    guidance = "guidance 2.25 from 50% to 100% of the steps" if modality == "2d" else "guidance 2)"
+    guidance = "guidance 3.25 from 50% to 100% of the steps" if modality == "2d" else "guidance 2)"
     assert guidance in markdown
     if modality == "2d":  # the samples measured as the generation study measures them
         generation = summary["generation"]
