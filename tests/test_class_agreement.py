@@ -58,6 +58,8 @@ def test_flat_images_are_those_with_less_contrast_than_every_reference() -> None
         flat_images(images[0], reference)
     with pytest.raises(ValueError, match="reference must be a non-empty"):
         flat_images(images, reference[:0])
+    with pytest.raises(ValueError, match="reference contain NaN"):
+        flat_images(images, torch.full_like(reference, float("nan")))
 
 
 @pytest.mark.parametrize(

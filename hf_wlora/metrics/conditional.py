@@ -19,6 +19,8 @@ from typing import Any
 
 import torch
 
+from .features import check_images
+
 
 def class_agreement(
     predicted: torch.Tensor | Sequence[int],
@@ -74,12 +76,11 @@ def class_agreement(
 
 
 def flat_images(images: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """(S,) bool: which of `images` (S, H, W, C) have less contrast (the standard deviation of all their values) than
-    the least contrasted of `reference` (R, H', W', C), the images a classifier was trained on: a sample flatter than
+    """(S,) bool: which of `images` (S, H, W, 3) have less contrast (the standard deviation of all their values) than
+    the least contrasted of `reference` (R, H', W', 3), the images a classifier was trained on: a sample flatter than
     every real image shows no class, and `class_agreement` should not count what a classifier reads into it."""
-    for name, value in (("images", images), ("reference", reference)):
-        if value.ndim != 4 or not len(value):
-            raise ValueError(f"{name} must be a non-empty (N, H, W, C) image tensor, got {tuple(value.shape)}.")
+    check_images(images)
+    check_images(reference, "reference")
     least = reference.flatten(1).std(dim=1, unbiased=False).min()
     return images.flatten(1).std(dim=1, unbiased=False) < least
 

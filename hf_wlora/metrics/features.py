@@ -21,16 +21,16 @@ class ImageFeatureExtractor(Protocol):
     def __call__(self, images: torch.Tensor) -> torch.Tensor: ...
 
 
-def check_images(images: torch.Tensor) -> None:
-    """Refuse anything but a non-empty, finite (N, H, W, 3) tensor, naming the fix."""
+def check_images(images: torch.Tensor, name: str = "images") -> None:
+    """Refuse anything but a non-empty, finite (N, H, W, 3) tensor, naming the argument (`name`) and the fix."""
     if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[-1] != 3 or len(images) == 0:
         shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
         raise ValueError(
-            f"images must be a non-empty (N, H, W, 3) tensor (RGB, channels last), got {shape}; repeat a grey channel "
-            "with images.expand(-1, -1, -1, 3) and move channels last with images.permute(0, 2, 3, 1)."
+            f"{name} must be a non-empty (N, H, W, 3) tensor (RGB, channels last), got {shape}; repeat a grey channel "
+            f"with {name}.expand(-1, -1, -1, 3) and move channels last with {name}.permute(0, 2, 3, 1)."
         )
     if not torch.isfinite(images).all():
-        raise ValueError("images contain NaN or infinite values.")
+        raise ValueError(f"{name} contain NaN or infinite values.")
 
 
 class PixelFeatures:
