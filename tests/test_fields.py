@@ -31,7 +31,7 @@ from hf_wlora.fields import (
     to_pil,
     volume_coordinates,
 )
-from hf_wlora.fields.layers import activate, residual_update
+from hf_wlora.fields.layers import FourierFeatures, activate, residual_update
 
 SMALL = {"hidden_size": 32, "num_layers": 3, "num_fourier_features": 16, "latent_dim": 8, "mapping_layers": 2}
 SPHERE_RADIUS = 0.5
@@ -158,6 +158,18 @@ def test_residual_update_is_the_composed_form_at_every_position(activation: str 
     assert torch.equal(out[0], out[2])
     out.pow(2).sum().backward()  # relu saves its output: the in-place steps must leave it alone
     assert torch.equal(z.grad[0], z.grad[2]) and torch.equal(h.grad[0], h.grad[2])
+
+
+def test_fourier_features_of_one_grid_for_every_instance_are_encoded_once() -> None:
+    encoding = FourierFeatures(coord_dim=2, num_features=16, seed=3)
+    grid = torch.rand(1, 50, 2) * 2 - 1
+    shared = grid.expand(4, -1, -1)  # how the batched fit passes one pixel grid to N instances
+    features = encoding(shared)
+    assert features.shape == (4, 50, encoding.out_dim) and features.stride(0) == 0  # one copy, still expanded
+    assert torch.equal(features, encoding(shared.clone()))  # bit-identical to encoding every copy
+    copies = shared.clone()
+    copies[2] += 0.1  # real per-instance coordinates are encoded one by one
+    assert not torch.equal(encoding(copies)[2], features[2])
 
 
 # ----------------------------------------------------------------------------------------------------- bake

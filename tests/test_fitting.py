@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -41,6 +43,21 @@ def test_batched_fitting_equals_one_at_a_time(name: str, base_field, glyphs) -> 
         for factor, value in batched.factors.items():
             torch.testing.assert_close(value[index], alone.factors[factor][0], rtol=1e-5, atol=1e-6)
     assert batched.factors.keys() == representation.spec.factor_shapes().keys()
+
+
+@pytest.mark.parametrize("points_per_step", [None, 100])
+@pytest.mark.parametrize("name", ["mlora_asym", "lora", "mlp"])
+def test_one_shared_grid_fits_exactly_as_per_instance_copies(name: str, points_per_step, base_field, glyphs) -> None:
+    """(P, d) coordinates shared by every instance take the fast path (the Fourier features encoded once, the grid
+    kept expanded); N real copies of the grid take the general one: the fits are bit-identical."""
+    coords, targets = glyphs
+    representation = make_representation(name, base_field, rank=4)
+    settings = dataclasses.replace(settings_for(name, steps=5), points_per_step=points_per_step)
+    shared = fit_instances(representation, coords, targets, settings)
+    copies = fit_instances(representation, coords.expand(len(targets), -1, -1).clone(), targets, settings)
+    for factor, value in shared.factors.items():
+        assert torch.equal(value, copies.factors[factor]), factor
+    assert torch.equal(shared.losses, copies.losses)
 
 
 @pytest.mark.parametrize("name", REPRESENTATIONS)

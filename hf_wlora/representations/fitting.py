@@ -163,7 +163,8 @@ def fit_instances(
     for step in tqdm(range(settings.steps), desc=f"fitting {representation.name}", disable=not progress):
         points = step_points(num_points, settings, step)
         points = None if points is None else points.to(device)
-        step_coords, step_targets = (coords, targets) if points is None else (coords[:, points], targets[:, points])
+        step_coords = coords if points is None else _subset(coords, points)
+        step_targets = targets if points is None else targets[:, points]
         optimizer.zero_grad(set_to_none=False)
         losses = representation.loss_backward(factors, step_coords, step_targets, loss_fn, settings.chunk_size)
         optimizer.step()
@@ -172,6 +173,14 @@ def fit_instances(
         if schedule is not None:
             schedule.step()
     return FitResult({name: value.detach().cpu() for name, value in factors.items()}, losses.cpu())
+
+
+def _subset(values: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """values[:, points]; values expanded over the instances (one grid shared by all) stay expanded, which the field's
+    Fourier features encode once (`FourierFeatures.forward`)."""
+    if values.stride(0) == 0:
+        return values[0, points].expand(values.shape[0], -1, -1)
+    return values[:, points]
 
 
 @torch.no_grad()
