@@ -170,6 +170,10 @@ def test_fourier_features_of_one_grid_for_every_instance_are_encoded_once() -> N
     copies = shared.clone()
     copies[2] += 0.1  # real per-instance coordinates are encoded one by one
     assert not torch.equal(encoding(copies)[2], features[2])
+    # gradients with respect to the coordinates stay per instance: each copy gets its own, equal, gradient
+    wanted = grid.clone().requires_grad_(True).expand(4, -1, -1)
+    (gradient,) = torch.autograd.grad(encoding(wanted).sum(), wanted)
+    assert torch.equal(gradient[0], gradient[3]) and gradient[0].abs().sum() > 0
 
 
 # ----------------------------------------------------------------------------------------------------- bake

@@ -117,10 +117,11 @@ class FourierFeatures(nn.Module):
         return freqs.to(torch.float32)
 
     def forward(self, coords: Tensor) -> Tensor:
-        if coords.dim() > 2 and coords.shape[0] > 1 and coords.stride(0) == 0:
+        if coords.dim() > 2 and coords.shape[0] > 1 and coords.stride(0) == 0 and not coords.requires_grad:
             # The same points for every instance (one pixel grid expanded over the instances, as the batched fit
             # passes it): encoded once, and the result stays expanded, so the first layer's batched matmul reads one
             # copy of the features from the cache instead of N from memory. Bit-identical to encoding every copy.
+            # (Not when gradients with respect to the coordinates are wanted: those would all land on the first copy.)
             return self.forward(coords[:1]).expand(coords.shape[0], *coords.shape[1:-1], self.out_dim)
         angles = (2.0 * math.pi) * (coords @ self.frequencies.T)
         parts = [angles.sin(), angles.cos()]
