@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
+import re
 
 import numpy as np
 import pytest
@@ -11,8 +13,11 @@ import torch
 import trimesh
 
 from hf_wlora.metrics.point_clouds import (
+    EMD_BOUND_SLACK,
     SINKHORN_TOLERANCE,
+    _reduction_bound,
     earth_movers_distance,
+    emd_lower_bounds,
     exact_emd,
     generation_metrics_from_distances,
     normalize_point_clouds,
@@ -253,6 +258,58 @@ def test_exact_emd_on_several_threads_equals_one_pair_at_a_time() -> None:
         assert torch.equal(pairwise_emd(clouds_a, clouds_b, method="exact", batch_size=5), serial)
     finally:
         torch.set_num_threads(threads)
+
+
+def test_emd_lower_bounds_have_a_hand_computed_value_and_stay_below_the_emd() -> None:
+    # a = {0, 0.1}, b = {0, 5} on the x axis: the EMD matches 0-0 and 0.1-5, (0 + 4.9) / 2; a's points are 0 and 0.1
+    # from b, b's 0 and 4.9 from a: the larger mean, 2.45, is the bound (tight here)
+    a = torch.tensor([[[0.0, 0.0, 0.0], [0.1, 0.0, 0.0]]], dtype=torch.float64)
+    b = torch.tensor([[[0.0, 0.0, 0.0], [5.0, 0.0, 0.0]]], dtype=torch.float64)
+    assert exact_emd(a[0], b[0]) == pytest.approx(2.45, abs=1e-12)
+    assert float(emd_lower_bounds(a, b)) == pytest.approx(2.45 * (1 - EMD_BOUND_SLACK), abs=1e-12)
+    generator = torch.Generator().manual_seed(8)
+    clouds_a, clouds_b = torch.randn(4, 48, 3, generator=generator), torch.rand(3, 48, 3, generator=generator) * 2
+    bounds = emd_lower_bounds(clouds_a, clouds_b)
+    for i, j in itertools.product(range(4), range(3)):
+        exact = exact_emd(clouds_a[i], clouds_b[j])
+        distances = torch.cdist(clouds_a[i].double(), clouds_b[j].double()).numpy()
+        # the reduction bound (a dual point of the assignment) is tighter than the k-d tree bound, and both below
+        assert bounds[i, j] <= _reduction_bound(distances) <= exact
+        assert bounds[i, j] > 0.5 * exact
+    itself = emd_lower_bounds(clouds_a)
+    assert torch.equal(itself, itself.T) and torch.equal(itself.diagonal(), torch.zeros(4, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_pruned_exact_emd_metrics_equal_those_of_the_full_matrices(
+    threads: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    kinds = ("sphere", "box", "capsule", "torus")
+    references = torch.stack([shape_cloud(kind, 64, seed) for kind in kinds for seed in range(3)])
+    samples = torch.stack(
+        [
+            references[0],  # a copy of a reference (EMD 0 after normalisation) ...
+            references[0],  # ... twice: a tie at 0 with the reference, which goes to the sample
+            references[4] * 1.5,
+            *[shape_cloud(kind, 64, seed) for kind in ("sphere", "torus") for seed in range(10, 13)],
+            *[shape_cloud("box", 64, 20) + 0.2 * torch.randn(64, 3, generator=torch.Generator().manual_seed(3))],
+        ]
+    )
+    own = point_cloud_distances(references, distance="emd_exact")
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        with caplog.at_level(logging.INFO, logger="hf_wlora.metrics.point_clouds"):
+            pruned = point_cloud_generation_metrics(samples, references, "emd_exact", reference_distances=own)
+    finally:
+        torch.set_num_threads(previous)
+    solved, total = map(int, re.search(r"exact EMD: (\d+) of (\d+) pairs solved", caplog.text).groups())
+    assert total == 10 * 12 + 10 * 9 // 2 and solved < total / 2, caplog.text
+    full = point_cloud_generation_metrics(samples, references, "emd_exact", reference_distances=own, prune=False)
+    assert pruned == full
+    assert full["copy_fraction"] > 0 and full["mmd"] > 0
+    with pytest.raises(ValueError, match="EMD needs clouds of equal size, got 32 points per sample and 64"):
+        point_cloud_generation_metrics(samples[:, :32], references, "emd_exact", reference_distances=own)
 
 
 def test_sinkhorn_out_of_iterations_warns_with_the_bracket_width(caplog: pytest.LogCaptureFixture) -> None:

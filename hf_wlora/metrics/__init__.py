@@ -14,7 +14,8 @@ anyone may import.
   for, per class, optionally without the copies; samples `flat_images` marks count as not read);
 - shape generation: `point_cloud_generation_metrics` (MMD, COV, 1-NNA over `pairwise_chamfer` or `pairwise_emd`),
   `point_cloud_distances` (a set's distance matrix, reusable across generators), `sample_point_clouds`,
-  `normalize_point_clouds`, `earth_movers_distance` (Sinkhorn) and `exact_emd`;
+  `normalize_point_clouds`, `earth_movers_distance` (Sinkhorn), `exact_emd` and `emd_lower_bounds` (what lets the
+  metrics solve the exact EMD only for pairs that can be nearest neighbours);
 - weight-space structure: `cosine_similarity`, `correlated_initialization`, `interpolation_weights`,
   `interpolation_barrier`;
 - discrimination: `discrimination_metrics` (k-means ARI, held-out 1-NN and logistic-regression accuracy),
@@ -56,6 +57,7 @@ _LAZY_ATTRIBUTES: dict[str, str] = {
     "pairwise_chamfer": ".point_clouds",
     "earth_movers_distance": ".point_clouds",
     "exact_emd": ".point_clouds",
+    "emd_lower_bounds": ".point_clouds",
     "pairwise_emd": ".point_clouds",
     "point_cloud_distances": ".point_clouds",
     "generation_metrics_from_distances": ".point_clouds",
@@ -93,6 +95,7 @@ if TYPE_CHECKING:
     from .memorization import copy_fraction, copy_mask, image_copies, image_memorization
     from .point_clouds import (
         earth_movers_distance,
+        emd_lower_bounds,
         exact_emd,
         generation_metrics_from_distances,
         normalize_point_clouds,
@@ -118,6 +121,7 @@ __all__ = [
     "cosine_similarity",
     "discrimination_metrics",
     "earth_movers_distance",
+    "emd_lower_bounds",
     "exact_emd",
     "flat_images",
     "frechet_distance",
