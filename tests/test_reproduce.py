@@ -143,6 +143,29 @@ def test_measuring_a_generator_again_keeps_its_training_time(tiny_run: Any, tmp_
     assert again.results["2d"]["seconds"]["stage 3: train mlora_asym"] == trained
 
 
+def test_the_3d_sample_picture_renders_the_first_measured_samples(tiny_run: Any) -> None:
+    """The 3-D study renders its picture from the meshes it measures (decoded once): the same picture as decoding the
+    first samples apart, pixel for pixel."""
+    from PIL import Image
+
+    from hf_wlora.data import open_data_source
+    from hf_wlora.pipelines import WeightSpacePipeline, decoded_tiles, picture_scale, tile_grid
+    from hf_wlora.reproduction import studies
+
+    config = ReproduceConfig(scale="tiny", output_dir=str(tiny_run.report_path.parent))
+    budget = config.budget("3d")
+    pipeline = WeightSpacePipeline.from_pretrained(
+        tiny_run.report_path.parent / "3d" / "generators" / "mlora_asym" / "pipeline"
+    )
+    pipeline.set_progress_bar_config(disable=True)
+    count = studies.generation_sample_count(budget, len(open_data_source(budget.data, budget.data_options)))
+    weights = studies.sample_study_weights(budget, pipeline, count, config.seed)
+    shown = {name: value[: studies.PICTURE_SAMPLES] for name, value in weights.items()}
+    apart = tile_grid(decoded_tiles(pipeline, shown), 10, picture_scale(pipeline))
+    saved = Image.open(tiny_run.report_path.parent / "plots" / "samples-3d-mlora_asym.png")
+    assert np.array_equal(np.asarray(saved.convert("RGB")), np.asarray(apart.convert("RGB")))
+
+
 def test_a_structure_study_measured_on_other_surface_points_is_measured_again(tiny_run: Any, tmp_path: Path) -> None:
     folder = tmp_path / "again"
     shutil.copytree(tiny_run.report_path.parent, folder)

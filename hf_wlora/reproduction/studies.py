@@ -217,9 +217,9 @@ def generation_study(
         "num_references": len(source),
         "generator": json.loads((pipeline_dir.parent / "metrics.json").read_text()),
     }
-    shown = {name: value[:PICTURE_SAMPLES] for name, value in weights.items()}
-    tile_grid(decoded_tiles(pipeline, shown), 10, picture_scale(pipeline)).save(picture_path)
     if pipeline.modality == "image":
+        shown = {name: value[:PICTURE_SAMPLES] for name, value in weights.items()}
+        tile_grid(decoded_tiles(pipeline, shown), 10, picture_scale(pipeline)).save(picture_path)
         references, _ = reference_images(budget)
         images = pipeline.decode(weights, "pt", resolution=references.shape[1]).images
         from ..metrics import image_generation_figures
@@ -228,9 +228,13 @@ def generation_study(
         figures = image_generation_figures(images, references, image_features, learned_features, labels)
         # an unconditional transformer's samples have no class to read: recorded as not measured
         return {"class_agreement": None, "class_agreement_without_copies": None, **results, **figures}
+    from ..fields import render_meshes
     from ..metrics import sample_point_clouds
 
-    meshes = [mesh for mesh in pipeline.decode(weights, "mesh").meshes if mesh is not None]
+    decoded = pipeline.decode(weights, "mesh").meshes
+    # the picture renders the first of these meshes: decoding them again took longer than rendering them
+    tile_grid(render_meshes(decoded[:PICTURE_SAMPLES]), 10, picture_scale(pipeline)).save(picture_path)
+    meshes = [mesh for mesh in decoded if mesh is not None]
     results["num_meshes"] = len(meshes)
     if len(meshes) < 2:  # the metrics need two samples at least; the report says none could be measured
         return results
