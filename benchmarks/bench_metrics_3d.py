@@ -11,10 +11,10 @@ path shares it). Per path, the metrics of `systems` generators:
 - before: every system computes its three Chamfer matrices with `pairwise_chamfer(method="cdist")` and its three
   EMD matrices one pair at a time (`batch_size=1`), including the references' own matrices (the code when issue 15
   was filed);
-- full:   `studies.reference_point_clouds` computes the references' matrices once, then every system its two others
-  in full (k-d tree Chamfer; every pair's exact EMD, a batch's pairs on torch's threads: `prune=False`);
-- after:  the same with the defaults: the exact EMD only for the pairs that can be some cloud's nearest neighbour
-  (`point_cloud_generation_metrics(prune=True)`).
+- full:   the references' matrices computed once, then every system its two others, all in full (k-d tree Chamfer;
+  every pair's exact EMD, a batch's pairs on torch's threads: `prune=False`), as the ninth session found it;
+- after:  `studies.reference_point_clouds` and `studies.point_cloud_figures` with the defaults: the exact EMD only
+  for the pairs that can be some cloud's nearest neighbour (`prune=True`, `nearest_only=True`).
 
 The three paths' MMD / COV / 1-NNA / copy fractions are compared (the script exits with 1 if any differs).
 `--solvers` also times the exact assignment and the Sinkhorn solver on the same pairs and gives Sinkhorn's error
@@ -40,6 +40,7 @@ from hf_wlora.metrics import (
     earth_movers_distance,
     exact_emd,
     normalize_point_clouds,
+    point_cloud_distances,
     point_cloud_generation_metrics,
     sample_point_clouds,
 )
@@ -86,8 +87,13 @@ def metrics_before(samples: list[torch.Tensor], references: torch.Tensor, emd_po
 
 
 def metrics_full(samples: list[torch.Tensor], budget) -> list[dict]:
-    """`studies.point_cloud_figures` with every pair of the exact EMD computed."""
-    references = studies.reference_point_clouds(budget)
+    """`studies.point_cloud_figures` with every pair of the exact EMD computed, the references' own pairs too."""
+    clouds = studies.reference_clouds(budget)
+    distances = {
+        "chamfer": point_cloud_distances(clouds, distance="chamfer"),
+        "emd": point_cloud_distances(clouds[:, : budget.emd_points], distance="emd_exact"),
+    }
+    references = studies.ReferencePointClouds(clouds, budget.emd_points, "emd_exact", distances)
     return [
         {
             name: point_cloud_generation_metrics(

@@ -307,6 +307,15 @@ def test_pruned_exact_emd_metrics_equal_those_of_the_full_matrices(
     assert total == 10 * 12 + 10 * 9 // 2 and solved < total / 2, caplog.text
     full = point_cloud_generation_metrics(samples, references, "emd_exact", reference_distances=own, prune=False)
     assert pruned == full
+    # the references' own matrix, searched too: each row's minimum exact, the same metrics
+    nearest = point_cloud_distances(references, distance="emd_exact", nearest_only=True)
+    diagonal = torch.eye(len(references), dtype=torch.bool)
+    for found in (lambda matrix: matrix.min(dim=1).values, lambda matrix: matrix.argmin(dim=1)):
+        assert torch.equal(found(nearest.masked_fill(diagonal, math.inf)), found(own.masked_fill(diagonal, math.inf)))
+    assert point_cloud_generation_metrics(samples, references, "emd_exact", reference_distances=nearest) == full
+    assert point_cloud_generation_metrics(samples, references, "emd_exact") == full  # computes its own, searched
+    with pytest.raises(ValueError, match="nearest_only applies to a set's own exact EMD matrix"):
+        point_cloud_distances(references, distance="chamfer", nearest_only=True)
     assert full["copy_fraction"] > 0 and full["mmd"] > 0
     with pytest.raises(ValueError, match="EMD needs clouds of equal size, got 32 points per sample and 64"):
         point_cloud_generation_metrics(samples[:, :32], references, "emd_exact", reference_distances=own)

@@ -7,7 +7,7 @@ import itertools
 import pytest
 import torch
 
-from hf_wlora.metrics.neighbour_search import nearest_neighbour_matrices
+from hf_wlora.metrics.neighbour_search import nearest_neighbour_matrices, nearest_within
 from hf_wlora.metrics.point_clouds import generation_metrics_from_distances
 
 
@@ -139,3 +139,20 @@ def test_zero_bounds_rule_out_only_settled_sample_pairs() -> None:
     assert generation_metrics_from_distances(
         found.sample_to_reference, found.sample_to_sample, own
     ) == generation_metrics_from_distances(found.sample_to_reference, full_samples, own)
+
+
+@pytest.mark.parametrize(("looseness", "batch_size"), [(1.0, 1), (1.5, 2), (3.0, 3)])
+def test_one_sets_row_minima_are_exact_in_value_and_column(looseness: float, batch_size: int) -> None:
+    generator = torch.Generator().manual_seed(5)
+    points = torch.cat([torch.randn(10, 2, generator=generator), torch.zeros(2, 2)])  # two tied at distance 0
+    full = plane_distances(points, points)
+    distance = CountingDistance(points, points)
+    matrix, visited = nearest_within(full / looseness, distance, batch_size=batch_size)
+    own = full.clone().fill_diagonal_(float("inf"))
+    found = matrix.clone().fill_diagonal_(float("inf"))
+    assert torch.equal(found.min(dim=1).values, own.min(dim=1).values)
+    assert torch.equal(found.argmin(dim=1), own.argmin(dim=1))
+    assert torch.equal(matrix, matrix.T) and bool((matrix.diagonal() == 0).all())
+    assert visited == distance.computed < 12 * 11 // 2
+    with pytest.raises(ValueError, match=r"bounds must be a square \(N, N\) matrix, got shape \(3, 2\)"):
+        nearest_within(torch.zeros(3, 2), distance)

@@ -12,7 +12,8 @@ bound is at most a minimum it takes part in, as found so far. An entry it skips 
 a distance function returned instead), which is strictly above the final minimum of its row and of its column in
 the sample-to-reference matrix, and above what could change 1-NNA in the sample-to-sample one, so the metrics read
 off the returned matrices are the numbers the full matrices give, ties included (`tests/test_neighbour_search.py`
-and `tests/test_metrics_point_clouds.py` check this against the full matrices).
+and `tests/test_metrics_point_clouds.py` check this against the full matrices). `nearest_within` does the same for
+one set's own matrix (the references'), whose rows' minima are all the metrics read.
 """
 
 from __future__ import annotations
@@ -101,6 +102,32 @@ def nearest_neighbour_matrices(
     samples.triu_(diagonal=1)
     samples = samples + samples.T
     return NeighbourMatrices(cross, samples, visited, total)
+
+
+def nearest_within(
+    bounds: torch.Tensor, distance: PairDistances, batch_size: int = 1, progress: bool = False
+) -> tuple[torch.Tensor, int]:
+    """The (N, N) matrix of one set's distances with every row's minimum exact in value and column (the diagonal
+    aside), computing few pairs: what the generation metrics read off the references' own matrix (each reference's
+    nearest other reference, for 1-NNA and the copy fraction).
+
+    `bounds` (N, N) are lower bounds on the distances (symmetric; the diagonal is ignored); `distance` computes pairs
+    of the set as in `nearest_neighbour_matrices`, whose arguments `batch_size` and `progress` mean the same. Returns
+    the matrix (symmetric, zero diagonal, the bounds' dtype; entries not computed hold a bound strictly above their
+    row's and column's minima) and the number of pairs handed to `distance`.
+    """
+    if bounds.ndim != 2 or bounds.shape[0] != bounds.shape[1]:
+        raise ValueError(f"bounds must be a square (N, N) matrix, got shape {tuple(bounds.shape)}.")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+    size = len(bounds)
+    matrix = bounds.clone()
+    rows, columns = torch.triu_indices(size, size, offset=1)
+    with tqdm(total=len(rows), desc="nearest-neighbour distances", disable=not progress) as bar:
+        minima = [math.inf] * size  # per cloud: its row's (and column's) minimum so far
+        visited = _visit(matrix, rows, columns, distance, (minima, minima), _lower, batch_size, bar)
+    matrix.triu_(diagonal=1)
+    return matrix + matrix.T, visited
 
 
 def _lower(limit: float, value: float) -> float:

@@ -268,7 +268,8 @@ class ReferencePointClouds:
         clouds: (R, point_cloud_points, 3) surface samples of every instance.
         emd_points: Points of each cloud the EMD compares (a prefix, a random subset: the points are in random order).
         emd_distance: "emd" (Sinkhorn, on a GPU) or "emd_exact" (the assignment solver, faster on a CPU).
-        distances: The references' (R, R) matrices, "chamfer" and "emd".
+        distances: The references' (R, R) matrices, "chamfer" and "emd" (the exact EMD's with each row's minimum
+            exact and lower bounds elsewhere, all the metrics read: `point_cloud_distances(nearest_only=True)`).
     """
 
     clouds: torch.Tensor
@@ -305,7 +306,8 @@ def reference_point_clouds(budget: StudyBudget) -> ReferencePointClouds:
     emd_points = clouds[:, : budget.emd_points].shape[1]
     distances = {
         "chamfer": point_cloud_distances(clouds, distance="chamfer"),
-        "emd": point_cloud_distances(clouds[:, :emd_points], distance=emd),
+        # the exact EMD's own matrix only where the metrics read it: each reference's nearest other reference
+        "emd": point_cloud_distances(clouds[:, :emd_points], distance=emd, nearest_only=emd == "emd_exact"),
     }
     return ReferencePointClouds(clouds, emd_points, emd, distances)
 
