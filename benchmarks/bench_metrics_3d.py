@@ -88,12 +88,12 @@ def metrics_before(samples: list[torch.Tensor], references: torch.Tensor, emd_po
 
 def metrics_full(samples: list[torch.Tensor], budget) -> list[dict]:
     """`studies.point_cloud_figures` with every pair of the exact EMD computed, the references' own pairs too."""
-    clouds = studies.reference_clouds(budget)
+    shapes = studies.reference_clouds(budget)
     distances = {
-        "chamfer": point_cloud_distances(clouds, distance="chamfer"),
-        "emd": point_cloud_distances(clouds[:, : budget.emd_points], distance="emd_exact"),
+        "chamfer": point_cloud_distances(shapes, distance="chamfer"),
+        "emd": point_cloud_distances(shapes[:, : budget.emd_points], distance="emd_exact"),
     }
-    references = studies.ReferencePointClouds(clouds, budget.emd_points, "emd_exact", distances)
+    references = studies.ReferencePointClouds(shapes, budget.emd_points, "emd_exact", distances)
     return [
         {
             name: point_cloud_generation_metrics(
