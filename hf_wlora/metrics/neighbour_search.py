@@ -84,11 +84,9 @@ def nearest_neighbour_matrices(
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
     cross = cross_bounds.clone()
-    samples = sample_bounds.clone()
-    sample_rows, sample_columns = torch.triu_indices(num_samples, num_samples, offset=1)
     cross_rows = torch.arange(num_samples).repeat_interleave(num_references)
     cross_columns = torch.arange(num_references).repeat(num_samples)
-    total = len(cross_rows) + len(sample_rows)
+    total = len(cross_rows) + num_samples * (num_samples - 1) // 2
     with tqdm(total=total, desc="nearest-neighbour distances", disable=not progress) as bar:
         closest_reference = [math.inf] * num_samples  # per sample: its row's minimum so far
         closest_sample = [math.inf] * num_references  # per reference: its column's minimum so far
@@ -96,12 +94,8 @@ def nearest_neighbour_matrices(
         visited = _visit(cross, cross_rows, cross_columns, cross_distance, minima, _lower, batch_size, bar)
         # per sample, the distance a sample must be within to be its nearest neighbour; -inf once one is found
         unsettled = list(closest_reference)
-        visited += _visit(
-            samples, sample_rows, sample_columns, sample_distance, (unsettled, unsettled), _settle, batch_size, bar
-        )
-    samples.triu_(diagonal=1)
-    samples = samples + samples.T
-    return NeighbourMatrices(cross, samples, visited, total)
+        samples, within = _visit_one_set(sample_bounds, sample_distance, unsettled, _settle, batch_size, bar)
+    return NeighbourMatrices(cross, samples, visited + within, total)
 
 
 def nearest_within(
@@ -121,11 +115,25 @@ def nearest_within(
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
     size = len(bounds)
+    with tqdm(total=size * (size - 1) // 2, desc="nearest-neighbour distances", disable=not progress) as bar:
+        minima = [math.inf] * size  # per cloud: its row's (and column's) minimum so far
+        return _visit_one_set(bounds, distance, minima, _lower, batch_size, bar)
+
+
+def _visit_one_set(
+    bounds: torch.Tensor,
+    distance: PairDistances,
+    limits: list[float],
+    update: Callable[[float, float], float],
+    batch_size: int,
+    bar: tqdm,
+) -> tuple[torch.Tensor, int]:
+    """`_visit` over the pairs of one set (the upper triangle of `bounds`, each cloud's limit serving as its row's
+    and its column's); returns the symmetric matrix, zero on the diagonal, and the pairs handed to `distance`."""
+    size = len(bounds)
     matrix = bounds.clone()
     rows, columns = torch.triu_indices(size, size, offset=1)
-    with tqdm(total=len(rows), desc="nearest-neighbour distances", disable=not progress) as bar:
-        minima = [math.inf] * size  # per cloud: its row's (and column's) minimum so far
-        visited = _visit(matrix, rows, columns, distance, (minima, minima), _lower, batch_size, bar)
+    visited = _visit(matrix, rows, columns, distance, (limits, limits), update, batch_size, bar)
     matrix.triu_(diagonal=1)
     return matrix + matrix.T, visited
 
