@@ -16,7 +16,7 @@ from torch import nn
 
 import hf_wlora
 from hf_wlora import MLoraConfig, batched_forward, batched_loss_backward, stack_adapter_factors
-from hf_wlora.tuners.mlora import MLoraLayer, adapter_factors, chunk_size_for
+from hf_wlora.tuners.mlora import MLoraLayer, adapter_factors, chunk_size_for, points_per_chunk
 
 from toy_models import TOY_TARGETS, ToyModel, toy_tokens
 
@@ -440,6 +440,14 @@ def test_default_chunks_hold_about_512k_activations_on_the_cpu_and_2m_elsewhere(
     assert chunk_size_for((torch.zeros(64, 1024, 2),), 256) == 2
     assert chunk_size_for((torch.zeros(3, 4096, 2),), 4096) == 1  # never below one instance
     assert chunk_size_for((torch.zeros(3, 8, 2),), 16) == 3  # never above the instances there are
+
+
+def test_one_instance_fills_a_chunk_with_the_same_target_of_points() -> None:
+    assert points_per_chunk(torch.device("cpu"), 64) == 8192  # 512K / 64: the 3-D fields' decoder pieces
+    assert points_per_chunk(torch.device("cpu"), 128) == 4096
+    assert points_per_chunk(torch.device("meta"), 128) == 16384
+    assert points_per_chunk(torch.device("cpu"), 2**20) == 1  # never below one point
+    assert chunk_size_for((torch.zeros(9, points_per_chunk(torch.device("cpu"), 64), 3),), 64) == 1
 
 
 # -- bad input --------------------------------------------------------------------------------------------------------

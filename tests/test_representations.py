@@ -30,6 +30,7 @@ from hf_wlora.representations import (
     fit_in_batches,
     fit_instances,
     instance_targets,
+    kinds,
     load_base_field,
     make_representation,
     peft_model_from_factors,
@@ -233,3 +234,32 @@ def test_the_init_distribution_is_the_law_the_start_was_drawn_from(name: str) ->
         xi = ((value - mean) / std)[drawn & (std > 0)]
         if xi.numel() >= 500:  # the random part of every drawn entry: zero mean, unit std
             assert abs(float(xi.mean())) < 0.15 and float(xi.std()) == pytest.approx(1.0, abs=0.15), factor
+
+
+@pytest.mark.parametrize("name", ["mlora_asym", "mlp"])
+def test_many_points_are_evaluated_in_pieces_to_the_same_bits(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    torch.manual_seed(0)
+    field = NeuralFieldModel(NeuralFieldConfig(modality="shape", hidden_size=16, num_layers=2)).bake()
+    representation = make_representation(name, field, rank=2)
+    start = representation.initial_factors()
+    factors = {factor: value + 0.05 * torch.randn(3, *value.shape) for factor, value in start.items()}
+    coords = torch.rand(3, 1000, 3) * 2 - 1
+    whole = representation.forward(factors, coords)  # 512K / 16 wide: one piece of up to 32,768 points
+    in_pairs = representation.forward(factors, coords, chunk_size=2)
+    grid = sdf_grid(representation.field_function(factors), 12)  # a decoder's shared grid, expanded over instances
+
+    evaluated = []
+    batched_values = type(representation)._batched_values
+
+    def spy(self, parameters, piece, chunk_size):
+        evaluated.append((piece.shape[1], chunk_size))
+        return batched_values(self, parameters, piece, chunk_size)
+
+    monkeypatch.setattr(type(representation), "_batched_values", spy)
+    monkeypatch.setattr(kinds, "points_per_chunk", lambda device, width: 64)
+    assert torch.equal(representation.forward(factors, coords), whole)
+    assert evaluated == [(64, 3)] * 15 + [(40, 3)]  # uneven last piece; all instances per chunk at 64 x 16 wide
+    evaluated.clear()
+    assert torch.equal(representation.forward(factors, coords, chunk_size=2), in_pairs)
+    assert evaluated == [(64, 2)] * 15 + [(40, 2)]  # chunk_size is still instances per chunk
+    assert torch.equal(sdf_grid(representation.field_function(factors), 12), grid)

@@ -28,6 +28,7 @@ from ..tuners.mlora import (
     batched_call,
     chunk_size_for,
     chunked_loss_backward,
+    points_per_chunk,
 )
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -99,11 +100,20 @@ class Representation:
     def forward(
         self, factors: Mapping[str, torch.Tensor], coords: torch.Tensor, chunk_size: int | None = None
     ) -> torch.Tensor:
-        """Field values (N, P, C) of N instances at coords (N, P, d), on the representation's device."""
+        """Field values (N, P, C) of N instances at coords (N, P, d), on the representation's device.
+
+        A field is evaluated point by point, so more points than fill a chunk for one instance (`points_per_chunk`:
+        e.g. 8,192 at 64 wide on the CPU) are evaluated in pieces of that many, whose activations stay in the cache:
+        the same values to the bit, and a 3-D decoder's 65,536-point calls 1.2-2x faster at 64 wide
+        (`benchmarks/bench_decode.py`). `chunk_size` is instances per chunk (default: `chunk_size_for` a piece).
+        """
         factors = {name: value.to(self.device) for name, value in factors.items()}
         coords = coords.to(self.device)
-        chunk_size = chunk_size or chunk_size_for((coords,), self._width)
-        return self._batched_values(self._batch(factors, coords), coords, chunk_size)
+        parameters = self._batch(factors, coords)
+        pieces = coords.split(points_per_chunk(coords.device, self._width), dim=1) if coords.dim() == 3 else (coords,)
+        chunk_size = chunk_size or chunk_size_for(pieces[:1], self._width)
+        values = [self._batched_values(parameters, piece, chunk_size) for piece in pieces]
+        return values[0] if len(values) == 1 else torch.cat(values, dim=1)
 
     def loss_backward(
         self,

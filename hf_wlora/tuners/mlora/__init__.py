@@ -19,6 +19,7 @@ from .functional import (  # noqa: E402
     batched_loss_backward,
     chunk_size_for,
     chunked_loss_backward,
+    points_per_chunk,
     stack_adapter_factors,
 )
 from .layer import MLoraLayer  # noqa: E402
@@ -38,5 +39,6 @@ __all__ = [
     "batched_loss_backward",
     "chunk_size_for",
     "chunked_loss_backward",
+    "points_per_chunk",
     "stack_adapter_factors",
 ]

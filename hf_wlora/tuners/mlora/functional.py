@@ -137,8 +137,17 @@ def chunk_size_for(inputs: Sequence[torch.Tensor], width: int) -> int:
     """
     first = inputs[0]
     points = first[0].numel() // max(1, first.shape[-1]) if first.dim() > 1 else 1
-    target = _TARGET_CHUNK_ELEMENTS.get(first.device.type, _DEFAULT_TARGET_CHUNK_ELEMENTS)
-    return max(1, min(first.shape[0], target // max(1, points * width)))
+    return max(1, min(first.shape[0], _target_chunk_elements(first.device) // max(1, points * width)))
+
+
+def points_per_chunk(device: torch.device, width: int) -> int:
+    """Points of one instance that fill a chunk alone (the target of `chunk_size_for` over the layer width, at least
+    1): how finely a pointwise model's evaluation at more points than that is split (`Representation.forward`)."""
+    return max(1, _target_chunk_elements(device) // max(1, width))
+
+
+def _target_chunk_elements(device: torch.device) -> int:
+    return _TARGET_CHUNK_ELEMENTS.get(device.type, _DEFAULT_TARGET_CHUNK_ELEMENTS)
 
 
 def default_chunk_size(model: nn.Module, inputs: Sequence[torch.Tensor], adapter_name: str = "default") -> int:
