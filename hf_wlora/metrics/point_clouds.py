@@ -200,8 +200,10 @@ def _exact_emd_pairs(a: torch.Tensor, b: torch.Tensor, limits: torch.Tensor | No
 
     distances = torch.cdist(a.double().cpu(), b.double().cpu(), compute_mode=_DIRECT_DISTANCES)
     values = [math.nan] * len(a)
-    pending = torch.arange(len(a))
+    to_solve = torch.arange(len(a))
     if limits is not None:
+        finite = torch.isfinite(limits)  # no bound is above an infinite limit (a search's first pairs)
+        pending, to_solve = to_solve[finite], to_solve[~finite]
         for dual_bounds in (_reduction_bounds, _sinkhorn_dual_bounds):  # the cheaper one first
             bounds = dual_bounds(distances[pending]) * (1.0 - EMD_BOUND_SLACK)
             # above by more than float32 rounds: stored, a bound stays above its limit
@@ -209,13 +211,14 @@ def _exact_emd_pairs(a: torch.Tensor, b: torch.Tensor, limits: torch.Tensor | No
             for pair, bound in zip(pending[above].tolist(), bounds[above].tolist(), strict=True):
                 values[pair] = bound
             pending = pending[~above]
+        to_solve = torch.cat([to_solve, pending])
     matrices = distances.numpy()
 
     def solve(pair: int) -> float:
         rows, columns = linear_sum_assignment(matrices[pair])
         return float(matrices[pair][rows, columns].mean())
 
-    pairs = pending.tolist()
+    pairs = to_solve.tolist()
     workers = min(len(pairs), max(1, torch.get_num_threads()))
     if workers <= 1:
         solved = [solve(pair) for pair in pairs]
