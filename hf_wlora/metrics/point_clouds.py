@@ -194,8 +194,22 @@ def _exact_emd_pairs(a: torch.Tensor, b: torch.Tensor, limits: torch.Tensor | No
     With `limits` (B,), a pair whose EMD a dual point of its assignment problem proves above limits[k] gets that
     lower bound instead of being solved: first the reduction bound (`_reduction_bounds`, about 1 ms for 512-point
     clouds), then for the pairs it leaves the Sinkhorn dual bound (`_sinkhorn_dual_bounds`, a few ms), against 20-40
-    ms for the assignment. The pairs left are solved on torch's threads at once (scipy's solver releases the GIL).
+    ms for the assignment. The pairs are taken one per torch thread at a time, so that many P x P distance matrices
+    are held at once (32 MiB each at 2,048 points), and a slice's remaining pairs are solved on the threads at once
+    (scipy's solver releases the GIL).
     """
+    threads = max(1, torch.get_num_threads())
+    values, solved = [], 0
+    for start in range(0, len(a), threads):
+        part = slice(start, start + threads)
+        part_values, part_solved = _exact_emd_slice(a[part], b[part], None if limits is None else limits[part])
+        values.extend(part_values)
+        solved += part_solved
+    return torch.tensor(values, dtype=torch.float64), solved
+
+
+def _exact_emd_slice(a: torch.Tensor, b: torch.Tensor, limits: torch.Tensor | None) -> tuple[list[float], int]:
+    """`_exact_emd_pairs` of at most one pair per torch thread: the values and how many were solved."""
     from scipy.optimize import linear_sum_assignment
 
     distances = torch.cdist(a.double().cpu(), b.double().cpu(), compute_mode=_DIRECT_DISTANCES)
@@ -227,7 +241,7 @@ def _exact_emd_pairs(a: torch.Tensor, b: torch.Tensor, limits: torch.Tensor | No
             solved = list(pool.map(solve, pairs))
     for pair, value in zip(pairs, solved, strict=True):
         values[pair] = value
-    return torch.tensor(values, dtype=torch.float64), len(pairs)
+    return values, len(pairs)
 
 
 def _reduction_bounds(distances: torch.Tensor) -> torch.Tensor:
