@@ -232,12 +232,11 @@ def _exact_emd_slice(a: torch.Tensor, b: torch.Tensor, limits: torch.Tensor | No
         rows, columns = linear_sum_assignment(matrices[pair])
         return float(matrices[pair][rows, columns].mean())
 
-    pairs = to_solve.tolist()
-    workers = min(len(pairs), max(1, torch.get_num_threads()))
-    if workers <= 1:
+    pairs = to_solve.tolist()  # at most one per thread: one worker each
+    if len(pairs) <= 1:
         solved = [solve(pair) for pair in pairs]
     else:
-        with ThreadPoolExecutor(workers) as pool:
+        with ThreadPoolExecutor(len(pairs)) as pool:
             solved = list(pool.map(solve, pairs))
     for pair, value in zip(pairs, solved, strict=True):
         values[pair] = value
