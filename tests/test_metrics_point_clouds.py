@@ -12,6 +12,7 @@ import pytest
 import torch
 import trimesh
 
+from hf_wlora.metrics import point_clouds
 from hf_wlora.metrics.point_clouds import (
     EMD_BOUND_SLACK,
     SINKHORN_TOLERANCE,
@@ -347,6 +348,44 @@ def test_pruned_exact_emd_metrics_equal_those_of_the_full_matrices(
         point_cloud_generation_metrics(samples[:, :32], references, "emd_exact", reference_distances=own)
 
 
+def test_a_pair_at_emd_zero_is_solved_not_bounded_above_a_limit_of_zero() -> None:
+    """Clouds that are one another's permutation have EMD 0, but the Sinkhorn dual bound's float64 rounding can put it
+    at +1e-19 (seeds 3 to 5 here): against a limit of 0 the pair must still be solved, or a tie at 0 is lost."""
+    for seed in range(3, 6):
+        generator = torch.Generator().manual_seed(seed)
+        cloud = torch.randn(64, 3, generator=generator)
+        permuted = cloud[torch.randperm(64, generator=generator)]
+        values, solved = _exact_emd_pairs(permuted[None], cloud[None], torch.zeros(1))
+        assert solved == 1 and values.tolist() == [0.0]
+
+
+def test_pruned_metrics_keep_the_tie_of_a_permuted_copy() -> None:
+    """A sample copying a reference and another copying it with its points in another order (unnormalised, so both
+    are exact copies): their pair has limit 0, and the full matrices' tie at 0 goes to the other sample (1-NNA)."""
+    generator = torch.Generator().manual_seed(5)
+    references = torch.randn(5, 64, 3, generator=generator)
+    permuted = references[0][torch.randperm(64, generator=generator)]
+    samples = torch.stack([references[0], permuted, *torch.randn(4, 64, 3, generator=generator)])
+    full = point_cloud_generation_metrics(samples, references, "emd_exact", normalize=False, prune=False)
+    assert point_cloud_generation_metrics(samples, references, "emd_exact", normalize=False) == full
+
+
+def test_the_metrics_take_clouds_that_carry_gradients_and_return_plain_numbers() -> None:
+    """Evaluations of a generator's output: no graph is built (the Sinkhorn solver would keep one per iteration) and
+    the exact solver does not fail on a tensor that requires grad."""
+    generator = torch.Generator().manual_seed(0)
+    a, b = torch.randn(2, 32, 3, generator=generator).requires_grad_(True).unbind()
+    assert exact_emd(a, b) == exact_emd(a.detach(), b.detach())
+    assert earth_movers_distance(a, b) == earth_movers_distance(a.detach(), b.detach())
+    clouds = torch.stack([a, b])
+    for method in ("exact", "sinkhorn"):
+        matrix = pairwise_emd(clouds, method=method)
+        assert not matrix.requires_grad and torch.equal(matrix, pairwise_emd(clouds.detach(), method=method))
+    metrics = point_cloud_generation_metrics(clouds, clouds.detach() + 0.1, "emd_exact")
+    assert metrics == point_cloud_generation_metrics(clouds.detach(), clouds.detach() + 0.1, "emd_exact")
+    assert normalize_point_clouds(clouds).requires_grad  # a normalisation stays differentiable
+
+
 def test_sinkhorn_out_of_iterations_warns_with_the_bracket_width(caplog: pytest.LogCaptureFixture) -> None:
     generator = torch.Generator().manual_seed(5)
     a, b = torch.randn(64, 3, generator=generator), torch.rand(64, 3, generator=generator)
@@ -372,6 +411,20 @@ def test_emd_rejects_bad_input() -> None:
         pairwise_emd(torch.randn(2, 5, 3), method="auction")
     with pytest.raises(ValueError, match="epsilon > 0"):
         earth_movers_distance(torch.randn(5, 3), torch.randn(5, 3), epsilon=0.0)
+    with pytest.raises(ValueError, match="EMD bounds need clouds of equal size, got 5 and 6 points"):
+        emd_lower_bounds(torch.randn(2, 5, 3), torch.randn(2, 6, 3))
+
+
+@pytest.mark.parametrize("distance", ["emd", "emd_exact"])
+def test_the_emd_metrics_refuse_unequal_sizes_before_any_work(distance: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_work(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a distance matrix was computed before the sizes were checked")
+
+    monkeypatch.setattr(point_clouds, "point_cloud_distances", no_work)
+    with pytest.raises(
+        ValueError, match="EMD needs clouds of equal size, got 32 points per sample and 64 per reference"
+    ):
+        point_cloud_generation_metrics(torch.randn(3, 32, 3), torch.randn(2, 64, 3), distance)
 
 
 # --- MMD, COV, 1-NNA --------------------------------------------------------------------------------------------------

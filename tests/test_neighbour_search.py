@@ -115,6 +115,8 @@ def test_the_search_rejects_mismatched_bounds_and_batches() -> None:
         nearest_neighbour_matrices(torch.zeros(3, 2), torch.zeros(2, 2), unused, unused)
     with pytest.raises(ValueError, match="batch_size must be at least 1"):
         nearest_neighbour_matrices(torch.zeros(3, 2), torch.zeros(3, 3), unused, unused, batch_size=0)
+    with pytest.raises(ValueError, match=r"cross_bounds must be an \(S, R\) matrix, got shape \(3, 2, 1\)"):
+        nearest_neighbour_matrices(torch.zeros(3, 2, 1), torch.zeros(3, 3), unused, unused)
 
 
 def test_zero_bounds_rule_out_only_settled_sample_pairs() -> None:

@@ -75,6 +75,8 @@ def nearest_neighbour_matrices(
     reference (ties go to samples), or by ruling every other sample out. Entries not computed hold their bound, which
     is above the closest reference of an unsettled sample. The matrices have the bounds' dtype.
     """
+    if cross_bounds.ndim != 2:
+        raise ValueError(f"cross_bounds must be an (S, R) matrix, got shape {tuple(cross_bounds.shape)}.")
     num_samples, num_references = cross_bounds.shape
     if sample_bounds.shape != (num_samples, num_samples):
         raise ValueError(

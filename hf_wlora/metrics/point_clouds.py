@@ -41,7 +41,8 @@ SINKHORN_TOLERANCE = 1e-2
 SINKHORN_MAX_ITERATIONS = 10_000
 """Iteration budget per batch of pairs; a pair still above the tolerance then returns its midpoint anyway (logged)."""
 EMD_BOUND_SLACK = 1e-6
-"""Relative amount the EMD's lower bounds are lowered by, so that rounding never lifts one above its EMD."""
+"""Relative amount the EMD's lower bounds are lowered by, so that rounding never lifts one above its EMD; times a
+pair's mean point distance, also the least amount by which a dual bound must pass its limit to rule the pair out."""
 _EPSILON_START = 1.0  # first temperature (relative, as above): the plan starts nearly uniform
 _EPSILON_DECAY = 0.5  # temperature multiplier between annealing stages
 _ITERATIONS_PER_EPSILON = 10  # Sinkhorn iterations per annealing stage
@@ -105,7 +106,7 @@ def normalize_point_clouds(clouds: torch.Tensor) -> torch.Tensor:
     whereas this one is translation-invariant (the two agree when the cloud's mean has equal coordinates).
     Input (N, P, 3) with P >= 2; a cloud whose points all coincide has no scale and raises a ValueError.
     """
-    clouds = _as_clouds("clouds", clouds)
+    clouds = _as_clouds("clouds", clouds, keep_graph=True)
     if clouds.shape[1] < 2:
         raise ValueError(f"clouds need at least 2 points each to have a std, got shape {tuple(clouds.shape)}.")
     centred = clouds - clouds.mean(dim=1, keepdim=True)
@@ -194,9 +195,10 @@ def _exact_emd_pairs(a: torch.Tensor, b: torch.Tensor, limits: torch.Tensor | No
     With `limits` (B,), a pair whose EMD a dual point of its assignment problem proves above limits[k] gets that
     lower bound instead of being solved: first the reduction bound (`_reduction_bounds`, about 1 ms for 512-point
     clouds), then for the pairs it leaves the Sinkhorn dual bound (`_sinkhorn_dual_bounds`, a few ms), against 20-40
-    ms for the assignment. The pairs are taken one per torch thread at a time, so that many P x P distance matrices
-    are held at once (32 MiB each at 2,048 points), and a slice's remaining pairs are solved on the threads at once
-    (scipy's solver releases the GIL).
+    ms for the assignment. The pairs are taken one per torch thread at a time, so that many pairs' memory is held at
+    once: the P x P float64 distance matrix and, while bounding, one temporary as large (a peak of about 75 MiB a
+    pair at 2,048 points); a slice's remaining pairs are solved on the threads at once (scipy's solver releases the
+    GIL).
     """
     threads = max(1, torch.get_num_threads())
     values, solved = [], 0
@@ -218,10 +220,13 @@ def _exact_emd_slice(a: torch.Tensor, b: torch.Tensor, limits: torch.Tensor | No
     if limits is not None:
         finite = torch.isfinite(limits)  # no bound is above an infinite limit (a search's first pairs)
         pending, to_solve = to_solve[finite], to_solve[~finite]
+        # Above by more than float32 rounds (relative), so a stored bound stays above its limit, and by more than the
+        # bound's own float64 rounding (absolute, in the pair's distance scale): a pair of clouds that are one
+        # another's permutation has EMD 0, and its Sinkhorn dual bound can round to +1e-19 against a limit of 0.
+        margins = EMD_BOUND_SLACK * distances.mean(dim=(1, 2))
         for dual_bounds in (_reduction_bounds, _sinkhorn_dual_bounds):  # the cheaper one first
-            bounds = dual_bounds(distances[pending]) * (1.0 - EMD_BOUND_SLACK)
-            # above by more than float32 rounds: stored, a bound stays above its limit
-            above = bounds > limits[pending].double() * (1.0 + EMD_BOUND_SLACK)
+            bounds = dual_bounds(_rows(distances, pending)) * (1.0 - EMD_BOUND_SLACK)
+            above = bounds > limits[pending].double() * (1.0 + EMD_BOUND_SLACK) + margins[pending]
             for pair, bound in zip(pending[above].tolist(), bounds[above].tolist(), strict=True):
                 values[pair] = bound
             pending = pending[~above]
@@ -243,6 +248,14 @@ def _exact_emd_slice(a: torch.Tensor, b: torch.Tensor, limits: torch.Tensor | No
     return values, len(pairs)
 
 
+def _rows(batch: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    """batch[indices] for ascending indices: a view when they are a contiguous run (mostly: all of a slice), so a
+    slice's distance matrices are not copied."""
+    if len(indices) and int(indices[-1]) - int(indices[0]) + 1 == len(indices):
+        return batch[int(indices[0]) : int(indices[-1]) + 1]
+    return batch[indices]
+
+
 def _reduction_bounds(distances: torch.Tensor) -> torch.Tensor:
     """Lower bounds (B,) on the EMD of (B, P, P) point-distance matrices: the assignment problem's dual point that
     gives each row its minimum, then each column the minimum of what is left, or the same with columns first,
@@ -260,11 +273,12 @@ def _sinkhorn_dual_bounds(distances: torch.Tensor) -> torch.Tensor:
     rough the potentials. On the 3-D study's clouds where the reduction bound could not rule a pair out, this bound
     was 0.97 of the EMD typically (0.79 for the reduction bound), at about a fifth of an assignment's cost."""
     scale = distances.mean(dim=(1, 2), keepdim=True).clamp_min(torch.finfo(distances.dtype).tiny)
-    cost = (distances / scale).float()
+    cost = torch.div(distances, scale, out=distances.new_empty(distances.shape, dtype=torch.float32))  # no float64 copy
     f = cost.new_zeros(len(cost), cost.shape[1], 1)
     g = cost.new_zeros(len(cost), 1, cost.shape[2])
     for temperature in _DUAL_BOUND_TEMPERATURES:
         f, g = _sinkhorn_iteration(f, g, cost, temperature, 1.0)
+    del cost  # released before the c-transforms' float64 temporary: one P x P temporary at a time
     return _c_transform_bounds(distances, g.double() * scale)
 
 
@@ -291,6 +305,11 @@ def emd_lower_bounds(clouds_a: torch.Tensor, clouds_b: torch.Tensor | None = Non
     """
     first = _as_clouds("clouds_a", clouds_a)
     second = first if clouds_b is None else _as_clouds("clouds_b", clouds_b)
+    if first.shape[1] != second.shape[1]:
+        raise ValueError(
+            f"EMD bounds need clouds of equal size, got {first.shape[1]} and {second.shape[1]} points; sample the "
+            "same number of points for both sets."
+        )
     forward = _mean_nearest(first, second, squared=False, progress=False)  # [i, j]: a_i's points to b_j
     backward = forward.T if clouds_b is None else _mean_nearest(second, first, squared=False, progress=False).T
     bounds = torch.maximum(forward, backward).mul_(1.0 - EMD_BOUND_SLACK)
@@ -443,7 +462,7 @@ def point_cloud_distances(
 
     `nearest_only` (a set's own "emd_exact" matrix only): each row's minimum exact in value and column and lower
     bounds elsewhere (`neighbour_search.nearest_within`), all that `point_cloud_generation_metrics` reads off its
-    `reference_distances`, for a fraction of the assignment problems (42 of 496 for the 3-D study's 32 shapes).
+    `reference_distances`, for a fraction of the assignment problems (33 of 496 for the 3-D study's 32 shapes).
     """
     if distance not in _DISTANCES:
         raise ValueError(f"distance must be one of {_DISTANCES}, got {distance!r}.")
@@ -490,7 +509,7 @@ def point_cloud_generation_metrics(
     With `prune` (the default) the exact EMD ("emd_exact") is computed only for the sample-to-reference and
     sample-to-sample pairs that can be some cloud's nearest neighbour: `emd_lower_bounds` rules the others out
     (`neighbour_search`), and the metrics are the very numbers the full matrices give, for a fraction of the
-    assignment problems (8-34% on the 3-D study's samples, `benchmarks/bench_metrics_3d.py`). `prune=False`
+    assignment problems (6-11% on the 3-D study's samples, `benchmarks/bench_metrics_3d.py`). `prune=False`
     computes every pair. Chamfer (cheap k-d tree queries) and Sinkhorn's EMD (within 0.5% of the EMD, which an exact
     bound cannot rule on) always compute every pair.
     """
@@ -504,6 +523,11 @@ def point_cloud_generation_metrics(
         batch_size=batch_size,
         device=device,
     )
+    if distance != "chamfer" and samples.shape[1] != references.shape[1]:  # before minutes of the references' matrix
+        raise ValueError(
+            f"EMD needs clouds of equal size, got {samples.shape[1]} points per sample and {references.shape[1]} per "
+            "reference; sample the same number of points for both sets."
+        )
     pruned = distance == "emd_exact" and prune
     if reference_distances is None:
         reference_distances = measure(references, nearest_only=pruned)
@@ -526,12 +550,7 @@ def _nearest_exact_emd(
     """The exact EMD's (S, R) and (S, S) matrices wherever MMD, COV, 1-NNA or the copy fraction read them, and lower
     bounds elsewhere (`neighbour_search.nearest_neighbour_matrices`): the pairs are visited in the order of
     `emd_lower_bounds`, and a pair that bound lets through is solved unless a dual point of its assignment problem rules
-    it out (`_exact_emd_pairs`)."""
-    if samples.shape[1] != references.shape[1]:
-        raise ValueError(
-            f"EMD needs clouds of equal size, got {samples.shape[1]} points per sample and {references.shape[1]} per "
-            "reference; sample the same number of points for both sets."
-        )
+    it out (`_exact_emd_pairs`). The clouds are checked, of equal size."""
     if normalize:
         samples, references = normalize_point_clouds(samples), normalize_point_clouds(references)
     dtype = torch.promote_types(samples.dtype, references.dtype)  # that of the full matrices (`_pairwise`)
@@ -583,9 +602,13 @@ def _exact_emd_search(first: torch.Tensor, second: torch.Tensor, solved: list[in
 # --- helpers ----------------------------------------------------------------------------------------------------------
 
 
-def _as_clouds(name: str, clouds: torch.Tensor) -> torch.Tensor:
-    """Check a (N, P, 3) batch of clouds (non-empty, finite) and return it as a float tensor (at least float32)."""
+def _as_clouds(name: str, clouds: torch.Tensor, keep_graph: bool = False) -> torch.Tensor:
+    """Check a (N, P, 3) batch of clouds (non-empty, finite) and return it as a float tensor (at least float32),
+    detached unless `keep_graph` (`normalize_point_clouds`, which is differentiable): distances are evaluations, and a
+    cloud carrying a gradient would otherwise make the Sinkhorn solver keep the graph of every iteration (and the
+    exact solver fail on `numpy()`)."""
     clouds = torch.as_tensor(clouds)
+    clouds = clouds if keep_graph else clouds.detach()
     if clouds.ndim != 3 or clouds.shape[2] != 3 or clouds.shape[0] == 0 or clouds.shape[1] == 0:
         raise ValueError(
             f"{name} must be a non-empty (N, P, 3) batch of point clouds, got shape {tuple(clouds.shape)}."
@@ -599,10 +622,11 @@ def _as_clouds(name: str, clouds: torch.Tensor) -> torch.Tensor:
 
 
 def _as_cloud_pair(cloud_a: torch.Tensor, cloud_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Check two (P, 3) clouds of equal size for the EMD (non-empty, finite) and return them as float tensors."""
+    """Check two (P, 3) clouds of equal size for the EMD (non-empty, finite) and return them as float tensors,
+    detached (as `_as_clouds`)."""
     pair = []
     for name, cloud in (("cloud_a", cloud_a), ("cloud_b", cloud_b)):
-        cloud = torch.as_tensor(cloud)
+        cloud = torch.as_tensor(cloud).detach()
         if cloud.ndim != 2 or cloud.shape[1] != 3 or len(cloud) == 0:
             raise ValueError(f"{name} must be a non-empty (P, 3) point cloud, got shape {tuple(cloud.shape)}.")
         if not torch.isfinite(cloud).all():
