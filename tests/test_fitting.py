@@ -137,6 +137,19 @@ def test_losses_and_bad_input(base_field, glyphs) -> None:
         representation.forward({k: v for k, v in start.items() if k != "trunk.0.linear.A"}, coords[None])
     with pytest.raises(ValueError, match="same leading instance dimension"):
         representation.loss_backward(start, coords.expand(2, *coords.shape), targets[:2], image_loss, chunk_size=1)
+    with pytest.raises(ValueError, match=r"targets \(5, 0, 3\) hold no instances or no points"):
+        fit_instances(representation, coords[:0], targets[:, :0], settings_for("mlora"))
+    # so do the mlp kinds (functional_call would ignore a misnamed factor and use the shared weight for a missing one)
+    mlp = make_representation("mlp", base_field)
+    start = {name: value[None] for name, value in mlp.initial_factors().items()}
+    with pytest.raises(ValueError, match=r"missing \['trunk.0.linear.weight'\], unexpected \['trunk.0.weight'\]"):
+        mlp.forward(
+            {("trunk.0.weight" if k == "trunk.0.linear.weight" else k): v for k, v in start.items()}, coords[None]
+        )
+    with pytest.raises(
+        ValueError, match=r"'input_proj.linear.weight' has shape \(1, 32, 130\); expected \(2, \*\(32, 130\)\)"
+    ):
+        mlp.forward(start, coords.expand(2, *coords.shape))
 
 
 def test_a_cosine_schedule_ends_at_rate_zero_and_changes_the_fit(base_field, glyphs) -> None:

@@ -47,6 +47,10 @@ def test_values_and_gradients_equal_the_composed_form(masked: bool, with_bias: b
     if masked:
         assert (grads[1][:, mask] == 0).all()  # frozen entries of A never move
     assert torch.autograd.gradcheck(lambda x, A, B: stacked_multiplicative_linear(x, A, B, *arguments), (x, A, B))
+    # the adapted weights are built without a graph: a second derivative (an eikonal loss's) must fail, not be wrong
+    fused = stacked_multiplicative_linear(x, A, B, *arguments)
+    with pytest.raises(RuntimeError, match=r"first derivatives only.*Pass vectorize='vmap'"):
+        torch.autograd.grad(fused, x, upstream, create_graph=True)
 
 
 def test_the_batched_fitting_path_uses_it_and_matches_the_peft_slot(monkeypatch) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,8 +28,10 @@ from hf_wlora.encoding import (
     row_to_peft_adapter,
     weight_features,
 )
+from hf_wlora.encoding import shards as shards_module
 from hf_wlora.encoding import writer as writer_module
 from hf_wlora.encoding.shards import write_parquet_atomic
+from hf_wlora.files import commit_path
 from hf_wlora.representations import mlora_config_from_spec
 from hf_wlora.tuners.mlora import adapter_factors
 
@@ -93,11 +97,15 @@ def make_instances(count: int, spec: RepresentationSpec = SPEC, seed: int = 0) -
 def write_batches(writer: WeightDatasetWriter, instances: dict, batch_size: int, skip: set[str] = frozenset()) -> None:
     """What an encoder does: visit instances in a fixed order, skip the done ones, write fitted batches."""
     todo = [index for index, instance in enumerate(instances["ids"]) if instance not in skip]
-    for start in range(0, len(todo), batch_size):
-        batch = todo[start : start + batch_size]
+    write_indexed(writer, instances, todo, batch_size)
+
+
+def write_indexed(writer: WeightDatasetWriter, instances: dict, indices: list[int], batch_size: int = 2) -> None:
+    """Write the instances at `indices` (their source positions) in batches."""
+    for batch in [indices[start : start + batch_size] for start in range(0, len(indices), batch_size)]:
         writer.write(
-            [instances["ids"][index] for index in batch],
-            [instances["labels"][index] for index in batch],
+            [instances["ids"][i] for i in batch],
+            [instances["labels"][i] for i in batch],
             {name: value[batch] for name, value in instances["factors"].items()},
             instances["scores"][batch],
             indices=batch,
@@ -197,18 +205,33 @@ def test_rows_from_several_processes_are_ordered_by_index(tmp_path: Path) -> Non
     info = make_info()
     writers = [WeightDatasetWriter(tmp_path, info, shard_size=4, process_index=rank) for rank in (0, 1)]
     for rank, writer in enumerate(writers):  # each process writes its instances backwards: the indices set the order
-        indices = list(range(8 - rank, -1, -2))
-        for batch in [indices[start : start + 2] for start in range(0, len(indices), 2)]:
-            writer.write(
-                [instances["ids"][i] for i in batch],
-                [instances["labels"][i] for i in batch],
-                {name: value[batch] for name, value in instances["factors"].items()},
-                instances["scores"][batch],
-                indices=batch,
-            )
+        write_indexed(writer, instances, list(range(8 - rank, -1, -2)))
     assert writers[1].done_ids() == set(instances["ids"])
     writers[0].finalize()
     assert_rows_equal(load_weight_dataset(tmp_path), instances)
+
+
+def test_fewer_processes_resume_and_check_the_parts_of_the_others(tmp_path: Path, caplog) -> None:
+    """Two processes wrote; a resume with one must still read back the second one's parts: a damaged one is dropped
+    (its instances encoded again), not left to fail the finalisation."""
+    instances = make_instances(8)
+    for rank in (0, 1):  # every other instance each, in batches of two
+        writer = WeightDatasetWriter(tmp_path, make_info(), shard_size=4, process_index=rank, num_processes=2)
+        write_indexed(writer, instances, list(range(rank, 8, 2)))
+    damaged = tmp_path / ".wlora_progress" / "train" / "part-00001-000000.parquet"
+    damaged.write_bytes(damaged.read_bytes()[:100])  # instances 1 and 3
+
+    with pytest.raises(ValueError, match=r"part-00001-000000.parquet cannot be read .*process_index=1, which drops"):
+        WeightDatasetWriter(tmp_path, make_info(), shard_size=4).finalize()  # each writer checks only its own parts
+    with caplog.at_level(logging.WARNING, logger="hf_wlora.encoding.writer"):
+        resumed = WeightDatasetWriter(tmp_path, make_info(), shard_size=4, process_index=0, num_processes=1)
+    assert "part-00001-000000.parquet cannot be read" in caplog.text
+    assert resumed.done_ids() == set(instances["ids"]) - {"img-001", "img-003"}
+    write_indexed(resumed, instances, [1, 3])
+    resumed.finalize()
+    assert_rows_equal(load_weight_dataset(tmp_path), instances)
+    with pytest.raises(ValueError, match="num_processes must be above process_index 1, got 1"):
+        WeightDatasetWriter(tmp_path / "other", make_info(), process_index=1, num_processes=1)
 
 
 def test_the_same_instance_from_two_processes_is_refused(tmp_path: Path) -> None:
@@ -275,6 +298,54 @@ def test_a_killed_run_resumes_to_the_same_data_set(
     weights = load_weight_dataset(folder)
     assert len(set(weights.ids)) == len(weights) == 11
     assert_rows_equal(weights, instances)
+
+
+def test_a_committed_line_that_lost_its_newline_keeps_its_instances(tmp_path: Path) -> None:
+    """A write cut short right after a record, before its newline: the record is committed, and the next append must
+    not glue onto it (the glued line would read as torn at finalisation, dropping both batches without a word)."""
+    instances = make_instances(11)
+    reference = write_dataset(tmp_path / "uninterrupted", instances, batch_size=3, shard_size=4)
+    folder = tmp_path / "cut"
+    writer = WeightDatasetWriter(folder, make_info(), shard_size=4)
+    write_batches(writer, {**instances, "ids": instances["ids"][:6]}, batch_size=3)
+    progress = folder / ".wlora_progress" / "train" / "progress-00000.jsonl"
+    progress.write_text(progress.read_text().removesuffix("\n"))
+    resumed = WeightDatasetWriter(folder, make_info(), shard_size=4)
+    assert resumed.done_ids() == set(instances["ids"][:6])
+    write_batches(resumed, instances, batch_size=3, skip=resumed.done_ids())
+    resumed.finalize()
+    for name in sorted(path.name for path in (reference / "data").iterdir()):
+        assert (folder / "data" / name).read_bytes() == (reference / "data" / name).read_bytes()
+    assert_rows_equal(load_weight_dataset(folder), instances)
+
+
+def test_finalising_again_removes_the_shards_a_killed_finalisation_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A finalisation killed between writing a shard and renaming it leaves the shard under a temporary name, which
+    the card's `data/train-*` pattern would read as rows; the rerun (another process id) removes it."""
+    instances = make_instances(11)
+    writer = WeightDatasetWriter(tmp_path, make_info(), shard_size=4)
+    write_batches(writer, instances, batch_size=3)
+    renamed = []
+
+    def killed_commit(temporary: Path, path: Path) -> None:
+        if renamed:  # the second shard is complete but never renamed
+            raise RuntimeError("killed")
+        renamed.append(path)
+        commit_path(temporary, path)
+
+    monkeypatch.setattr(shards_module, "commit_path", killed_commit)
+    with pytest.raises(RuntimeError, match="killed"):
+        writer.finalize()
+    monkeypatch.undo()
+    (left,) = (tmp_path / "data").glob("*.tmp")
+    left.rename(left.with_name(left.name.replace(f".{os.getpid()}.", ".4242.")))  # as another process left it
+
+    WeightDatasetWriter(tmp_path, make_info(), shard_size=4).finalize()
+    assert not list((tmp_path / "data").glob("*.tmp"))
+    assert len(datasets.load_dataset(str(tmp_path), split="train")) == 11
+    assert_rows_equal(load_weight_dataset(tmp_path), instances)
 
 
 def test_resuming_with_other_settings_is_refused(tmp_path: Path) -> None:

@@ -263,7 +263,12 @@ def encode(config: EncodeConfig, progress: bool = True) -> EncodeResult:
         encoding=config.result_settings(),
     )
     writer = WeightDatasetWriter(
-        config.output_dir, info, split=config.split, shard_size=config.shard_size, process_index=process_index
+        config.output_dir,
+        info,
+        split=config.split,
+        shard_size=config.shard_size,
+        process_index=process_index,
+        num_processes=num_processes,
     )
     state.wait_for_everyone()  # every process has dropped its unreadable parts before any reads the others'
     committed = {index: (instance_id, fingerprint) for instance_id, index, fingerprint in writer.committed()}

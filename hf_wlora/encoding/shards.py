@@ -122,11 +122,15 @@ def write_split(
     """Write the `count` shards of `split` from `shards` (in row order; each shard an iterable of its row groups, as
     `row_group_bounds` cuts them), then `wlora_info.json` and the card.
 
-    Stale shards of the split (another shard count) are removed first; other splits are kept, and their figures
-    stay in the info. Returns the info as written, with this split's figures.
+    Stale shards of the split (another shard count) and temporary shards a killed run left are removed first (the
+    card's `data/{split}-*` pattern would read them as data); other splits are kept, and their figures stay in the
+    info. Returns the info as written, with this split's figures.
     """
     names = {shard_path(folder, split, index, count).name for index in range(count)}
-    for stale in (folder / DATA_DIR).glob(f"{split}-*.parquet"):
+    for stale in [
+        *(folder / DATA_DIR).glob(f"{split}-*.parquet"),
+        *(folder / DATA_DIR).glob(f"{split}-*{TEMP_SUFFIX}"),
+    ]:
         if stale.name not in names:
             stale.unlink()
     schema = features.arrow_schema

@@ -61,11 +61,19 @@ def _part_number(name: str) -> int:
     return int(name.rsplit("-", 1)[1].split(".")[0])
 
 
+def _process_of(name: str) -> int:
+    """The process that wrote a part file, `part-PPPPP-NNNNNN.parquet`."""
+    return int(name.split("-")[1])
+
+
 def _read_records(path: Path) -> tuple[list[dict[str, Any]], bool]:
-    """The committed records of one progress file, and whether its last line is torn (a kill during the append)."""
+    """The committed records of one progress file, and whether the file needs rewriting to hold exactly them: a torn
+    last line (a kill during the append), or a whole last record that lost its newline (a write cut short), which the
+    next append would glue onto and so lose both records."""
     if not path.is_file():
         return [], False
-    lines = path.read_text().splitlines()
+    text = path.read_text()
+    lines = text.splitlines()
     records = []
     for number, line in enumerate(lines):
         try:
@@ -77,7 +85,7 @@ def _read_records(path: Path) -> tuple[list[dict[str, Any]], bool]:
                 f"Line {number + 1} of {path} is corrupt, so the written instances cannot be known. Delete the "
                 f"folder {path.parent} to start the split afresh."
             ) from None
-    return records, False
+    return records, bool(text) and not text.endswith("\n")
 
 
 class WeightDatasetWriter:
@@ -91,6 +99,9 @@ class WeightDatasetWriter:
         shard_size: Rows per final shard; None chooses shards of about 500 MB, like `datasets`' `push_to_hub`.
         process_index: This process's index when several processes write the same split (each writes its own
             parts and progress file; pass `indices` to `write` so that rows from all processes sort together).
+        num_processes: How many processes write the split in this run (the encoder passes it). The writer of
+            process 0 then also checks the parts of processes numbered beyond, left by an earlier run with more
+            processes, which no process of this run reads back otherwise. None: each writer checks its own only.
 
     Example:
         ```py
@@ -110,11 +121,14 @@ class WeightDatasetWriter:
         split: str = "train",
         shard_size: int | None = None,
         process_index: int = 0,
+        num_processes: int | None = None,
     ) -> None:
         if shard_size is not None and shard_size < 1:
             raise ValueError(f"shard_size must be >= 1 rows, got {shard_size}.")
         if process_index < 0:
             raise ValueError(f"process_index must be >= 0, got {process_index}.")
+        if num_processes is not None and num_processes <= process_index:
+            raise ValueError(f"num_processes must be above process_index {process_index}, got {num_processes}.")
         self.output_dir = Path(output_dir)
         self.info = info
         self.split = check_split_name(split)
@@ -129,7 +143,10 @@ class WeightDatasetWriter:
             )
         self._work_dir.mkdir(parents=True, exist_ok=True)
         self._check_settings()
-        self._records = self._recover()
+        self._records = self._recover(process_index)
+        if process_index == 0 and num_processes is not None:
+            for orphan in self._process_indices() - set(range(num_processes)):  # an earlier run's extra processes
+                self._recover(orphan)
         self._used_ids = self.done_ids()
         self._used_orders = {order for record in self._records for order in record["order"]}
         # past every committed key and part name: after a dropped part, the next write must not reuse a later one's
@@ -137,9 +154,12 @@ class WeightDatasetWriter:
         self._next_part = max((_part_number(record["part"]) for record in self._records), default=-1) + 1
 
     # -- resume --------------------------------------------------------------------------------------------------
-    @property
-    def _progress_path(self) -> Path:
-        return self._work_dir / f"progress-{self.process_index:05d}.jsonl"
+    def _progress_path(self, process_index: int) -> Path:
+        return self._work_dir / f"progress-{process_index:05d}.jsonl"
+
+    def _process_indices(self) -> set[int]:
+        """The processes that have a progress file."""
+        return {int(path.stem.split("-")[1]) for path in self._work_dir.glob("progress-*.jsonl")}
 
     def _check_settings(self) -> None:
         merged_info(self.output_dir, self.info)  # other splits in the folder must share the settings: fail now
@@ -155,15 +175,16 @@ class WeightDatasetWriter:
                 f"{self._work_dir} to start afresh."
             )
 
-    def _recover(self) -> list[dict[str, Any]]:
-        """This process's committed records; drops what a killed write left behind (torn line, unlisted parts) and
+    def _recover(self, process_index: int) -> list[dict[str, Any]]:
+        """A process's committed records; drops what a killed write left behind (torn line, unlisted parts) and
         committed parts that no longer read back."""
-        records, torn = _read_records(self._progress_path)
+        progress_path = self._progress_path(process_index)
+        records, damaged = _read_records(progress_path)
         readable = [record for record in records if self._part_is_intact(record)]
-        if len(readable) < len(records) or torn:
-            write_text_atomic(self._progress_path, "".join(json.dumps(record) + "\n" for record in readable))
+        if len(readable) < len(records) or damaged:
+            write_text_atomic(progress_path, "".join(json.dumps(record) + "\n" for record in readable))
         listed = {record["part"] for record in readable}
-        for path in self._work_dir.glob(f"part-{self.process_index:05d}-*"):
+        for path in self._work_dir.glob(f"part-{process_index:05d}-*"):
             if path.name not in listed:  # written (or half written) by a killed process, never committed
                 path.unlink()
         return readable
@@ -255,7 +276,7 @@ class WeightDatasetWriter:
         record = {"part": name, "ids": batch_ids, "order": order}
         if fingerprints is not None:
             record["fingerprints"] = [str(fingerprint) for fingerprint in fingerprints]
-        with self._progress_path.open("a") as progress:  # the commit point of this batch
+        with self._progress_path(self.process_index).open("a") as progress:  # the commit point of this batch
             progress.write(json.dumps(record) + "\n")
             progress.flush()
             os.fsync(progress.fileno())
@@ -302,6 +323,19 @@ class WeightDatasetWriter:
             if repeated:
                 raise ValueError(f"{what} {repeated[:10]} occur more than once in split {self.split!r}: {hint}.")
 
+    def _read_part(self, part: str) -> pa.Table:
+        """A committed part, for finalising; one that cannot be read (damaged since a writer last checked it) is named
+        with the way to encode its instances again."""
+        try:
+            return pq.read_table(self._work_dir / part)
+        except (OSError, pa.ArrowException) as error:
+            process = _process_of(part)
+            raise ValueError(
+                f"The committed part {self._work_dir / part} cannot be read ({type(error).__name__}: {error}). Run the "
+                "encoding again (its writers drop damaged parts and encode their instances again), or open a "
+                f"WeightDatasetWriter with process_index={process}, which drops it, and write its instances again."
+            ) from error
+
     def _shards(self, rows: list[tuple[int, str, int, str]]) -> Iterator[Iterator[pa.Table]]:
         """The final shards in order, each as its row groups (`row_group_bounds`), reading each part once and holding
         only the parts a later row still needs: memory stays flat in the number of rows."""
@@ -314,7 +348,7 @@ class WeightDatasetWriter:
             offsets, total = {}, 0
             for part in parts:
                 if part not in cache:
-                    cache[part] = pq.read_table(self._work_dir / part)
+                    cache[part] = self._read_part(part)
                 offsets[part], total = total, total + cache[part].num_rows
             table = pa.concat_tables([cache[part] for part in parts]).take(
                 [offsets[part] + position for _, part, position, _ in chunk]

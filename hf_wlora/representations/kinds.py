@@ -302,6 +302,21 @@ class StandaloneMLPRepresentation(Representation):
             {name: value.detach().to(self.device, copy=True) for name, value in factors.items()}
         )
 
+    def _batch(self, factors: Mapping[str, torch.Tensor], coords: torch.Tensor) -> Mapping[str, torch.Tensor]:
+        # once per call, as `batch_parameters` checks the adapters' factors: functional_call ignores a name it does not
+        # know and uses the model's own (shared) weight for a missing one, so a misnamed factor would go unfitted
+        shapes = self.spec.factor_shapes()
+        missing, unexpected = sorted(shapes.keys() - factors.keys()), sorted(factors.keys() - shapes.keys())
+        if missing or unexpected:
+            raise ValueError(f"Factor names do not match the spec: missing {missing}, unexpected {unexpected}.")
+        for name, value in factors.items():
+            if tuple(value.shape) != (coords.shape[0], *shapes[name]):
+                raise ValueError(
+                    f"Factor {name!r} has shape {tuple(value.shape)}; expected ({coords.shape[0]}, *{shapes[name]}): "
+                    "one per instance of the coordinates."
+                )
+        return factors
+
     def _batched_values(
         self, factors: Mapping[str, torch.Tensor], coords: torch.Tensor, chunk_size: int
     ) -> torch.Tensor:

@@ -43,6 +43,13 @@ class _StackedMultiplicativeLinear(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        if torch.is_grad_enabled():  # create_graph=True: the adapted weights were built without a graph
+            raise RuntimeError(
+                "The fused instance-stacked mLoRA layer has first derivatives only, and this backward asked for a "
+                "graph of the gradient (create_graph=True, e.g. for a loss on gradients). Pass vectorize='vmap' to "
+                "batched_forward / batched_loss_backward: it computes the composed form, which can be differentiated "
+                "twice."
+            )
         x, effective_A, B, adapted_t, scaled_weight_t, mask = ctx.saved_tensors
         grad_x = torch.bmm(grad_out, adapted_t.transpose(1, 2)) if ctx.needs_input_grad[0] else None
         grad_product_t = torch.bmm(x.transpose(1, 2), grad_out).mul_(scaled_weight_t)  # (N, d_in, d_out)
@@ -73,7 +80,8 @@ def stacked_multiplicative_linear(
         mask, frozen: The asymmetric mask (r, d_in) bool and its frozen values, or None for no mask.
 
     Returns:
-        (N, ..., d_out), equal to the composed form up to float rounding; gradients flow to x, A and B.
+        (N, ..., d_out), equal to the composed form up to float rounding; gradients flow to x, A and B (first
+        derivatives only: differentiating the gradient again, `create_graph=True`, raises).
     """
     flat = x.reshape(x.shape[0], -1, x.shape[-1])
     scaled_weight_t = weight.t().mul(scaling).contiguous()
