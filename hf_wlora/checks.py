@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -125,3 +126,25 @@ __all__ = [
     "is_int",
     "is_number",
 ]
+
+
+def complete_from_pretrained(load: Callable[..., tuple[Any, dict]], what: str, args: tuple, kwargs: dict) -> Any:
+    """`load(*args, **kwargs)`, a transformers or diffusers `from_pretrained`, refusing a checkpoint that lacks a
+    weight (a persistent buffer included) or holds one of another shape.
+
+    Both libraries initialise such weights afresh and only log a report: a base field with a random layer would encode
+    and decode every instance wrongly, a transformer without its normalisation statistics would sample in normalised
+    space, without a word. `what` names the model in the error; `output_loading_info` is honoured.
+    """
+    wants_info = kwargs.pop("output_loading_info", False)
+    model, info = load(*args, output_loading_info=True, **kwargs)
+    problems = {name: sorted(info[name]) for name in ("missing_keys", "mismatched_keys") if info.get(name)}
+    if problems:
+        where = args[0] if args else kwargs.get("pretrained_model_name_or_path")
+        raise ValueError(
+            f"The {what} at {where} does not hold the weights its config needs: "
+            + "; ".join(f"{name.replace('_', ' ')} {keys}" for name, keys in problems.items())
+            + f". The weights file is incomplete or belongs to another {what}: save the {what} again, or point at "
+            "the folder it was saved to."
+        )
+    return (model, info) if wants_info else model

@@ -32,6 +32,7 @@ from hf_wlora.fields import (
     volume_coordinates,
 )
 from hf_wlora.fields.layers import FourierFeatures, activate, residual_update
+from hf_wlora.fields.mesh_rendering import DISPLAY_ROTATION
 
 SMALL = {"hidden_size": 32, "num_layers": 3, "num_fourier_features": 16, "latent_dim": 8, "mapping_layers": 2}
 SPHERE_RADIUS = 0.5
@@ -350,6 +351,14 @@ def test_sdf_grid_with_model_and_chunks() -> None:
 def chamfer(a: np.ndarray, b: np.ndarray) -> float:
     """Mean squared nearest-neighbour distance a->b plus b->a (the paper's protocol)."""
     return float((cKDTree(b).query(a)[0] ** 2).mean() + (cKDTree(a).query(b)[0] ** 2).mean())
+
+
+def test_mesh_pictures_rotate_the_field_so_its_y_is_up_and_never_mirror_it() -> None:
+    rotation = DISPLAY_ROTATION
+    np.testing.assert_allclose(rotation @ rotation.T, np.eye(3), atol=0)  # orthogonal ...
+    assert np.linalg.det(rotation) == 1.0  # ... and a rotation: a shape and its mirror image are drawn differently
+    assert (rotation @ np.array([0.0, 1.0, 0.0])).tolist() == [0.0, 0.0, 1.0]  # the field's y is matplotlib's up
+    assert (rotation @ np.array([1.0, 0.0, 0.0])).tolist() == [1.0, 0.0, 0.0]
 
 
 def test_sphere_mesh_is_close_to_truth() -> None:

@@ -13,6 +13,7 @@ from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler,
 from huggingface_hub import ModelCard
 from peft import PeftModel
 from PIL import Image
+from safetensors.torch import load_file, save_file
 from stage3_helpers import CLASSES, RESOLUTION, make_field, make_pipeline
 
 from hf_wlora.data import GlyphImages, ProceduralShapes, sample_sdf
@@ -256,6 +257,16 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
     assert card.data.library_name == "hf_wlora" and "mlora_asym" in card.data.tags
     assert f'WeightSpacePipeline.from_pretrained("{tmp_path / "pipe"}")' in card.text
     assert "Classes: ring, bar." in card.text
+    # a transformer file without its normalisation statistics is refused (diffusers would make them 0 and 1 and only
+    # log it: every sample would then come out in the normalised space)
+    weights_file = tmp_path / "pipe" / "transformer" / "diffusion_pytorch_model.safetensors"
+    save_file({k: v for k, v in load_file(weights_file).items() if k != "weight_std"}, weights_file, {"format": "pt"})
+    for load in (
+        lambda: WeightSpaceDiT.from_pretrained(tmp_path / "pipe" / "transformer"),
+        lambda: WeightSpacePipeline.from_pretrained(tmp_path / "pipe"),
+    ):
+        with pytest.raises(ValueError, match=r"The transformer at .* does not hold .*: missing keys \['weight_std'\]"):
+            load()
 
 
 @pytest.mark.filterwarnings("ignore:The `local_dir_use_symlinks` argument is deprecated")

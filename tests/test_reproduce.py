@@ -102,9 +102,34 @@ def test_every_study_reports_numbers(tiny_run: Any) -> None:
     for study in three_d["generation"].values():
         assert study["num_meshes"] <= 6
         if study["num_meshes"] >= 2:  # an untrained tiny generator: only the ranges are known
+            assert study["emd_distance"] == "emd_exact"  # no GPU here: the exact solver, recorded with the figures
             for distance in ("chamfer", "emd"):
                 assert study[distance]["mmd"] > 0 and 0 < study[distance]["cov"] <= 1
                 assert 0 <= study[distance]["1-nna"] <= 1 and 0 <= study[distance]["copy_fraction"] <= 1
+
+
+def test_sinkhorns_emd_runs_on_the_gpu_it_was_chosen_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where a GPU is available the study picks Sinkhorn's EMD for it; the clouds are CPU tensors, so the metrics
+    must be told the device, or Sinkhorn runs on the CPU (slower than the exact solver there). Chamfer stays on the
+    k-d trees."""
+    import torch
+
+    import hf_wlora.metrics
+    from hf_wlora.reproduction.studies import ReferencePointClouds, point_cloud_figures
+
+    devices = {}
+
+    def record(samples, references, distance, reference_distances, device):
+        devices[distance] = device
+        return {"mmd": 0.0}
+
+    monkeypatch.setattr(hf_wlora.metrics, "point_cloud_generation_metrics", record)
+    clouds = torch.zeros(3, 16, 3)
+    for solver, expected in (("emd", "cuda"), ("emd_exact", None)):
+        references = ReferencePointClouds(clouds, 8, solver, {"chamfer": None, "emd": None})
+        figures = point_cloud_figures(clouds, references)
+        assert devices == {"chamfer": None, solver: expected} and figures["emd_distance"] == solver
+        devices.clear()
 
 
 def test_a_rerun_reuses_everything_and_the_cli_runs_it(tiny_run: Any, capsys: pytest.CaptureFixture[str]) -> None:

@@ -26,6 +26,7 @@ from hf_wlora.encoding import (
     peft_model_to_row,
     push_weight_dataset_to_hub,
     row_to_peft_adapter,
+    save_weight_dataset,
     weight_features,
 )
 from hf_wlora.encoding import shards as shards_module
@@ -168,6 +169,19 @@ def test_written_shards_load_back_exactly(tmp_path: Path) -> None:
     plain = datasets.load_dataset(str(folder), split="train")  # the folder is an ordinary datasets folder too
     assert plain.features == weight_features(SPEC, CLASSES)
     assert list(plain["id"]) == instances["ids"]
+
+
+def test_a_refused_save_leaves_the_folder_as_it_was(tmp_path: Path) -> None:
+    """Saving rows of another field into a folder whose settings differ is refused before any of its files change
+    (the shards were replaced first, under the old wlora_info.json, when the check came after them)."""
+    folder = write_dataset(tmp_path / "weights", make_instances(9), shard_size=4)
+    before = {path.name: path.read_bytes() for path in sorted((folder / "data").iterdir())}
+    weights = load_weight_dataset(folder)
+    other = dataclasses.replace(weights.select(range(5)), info=dataclasses.replace(weights.info, base_field="x/other"))
+    with pytest.raises(ValueError, match=r"already holds a weight data set with other settings \(base_field"):
+        save_weight_dataset(other, folder, shard_size=2)
+    assert {path.name: path.read_bytes() for path in sorted((folder / "data").iterdir())} == before
+    assert len(load_weight_dataset(folder)) == 9
 
 
 def test_shards_are_written_one_row_group_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

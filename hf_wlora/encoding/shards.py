@@ -126,6 +126,7 @@ def write_split(
     card's `data/{split}-*` pattern would read them as data); other splits are kept, and their figures stay in the
     info. Returns the info as written, with this split's figures.
     """
+    merged = merged_info(folder, info)  # other splits' settings must agree: refused before any file changes
     names = {shard_path(folder, split, index, count).name for index in range(count)}
     for stale in [
         *(folder / DATA_DIR).glob(f"{split}-*.parquet"),
@@ -149,7 +150,7 @@ def write_split(
         written += 1
     if written != count:
         raise ValueError(f"Expected {count} shards of split {split!r}, got {written}.")
-    info = merged_info(folder, info).with_split(split, score_figures(np.concatenate(scores)))
+    info = merged.with_split(split, score_figures(np.concatenate(scores)))
     write_text_atomic(folder / INFO_FILE_NAME, info.to_json_string())
     write_card(folder, info)
     return info

@@ -8,6 +8,9 @@ from torch import Tensor
 
 # Elevation and azimuth of the camera, in degrees: a three-quarter view that shows the three main axes.
 VIEW = (25.0, -60.0)
+# Marching cubes indexes the grid as (x, y, z) and matplotlib's z is up: shown as (x, -z, y), a rotation about x that
+# puts the field's y up (swapping y and z alone would be a reflection: every shape drawn as its mirror image).
+DISPLAY_ROTATION = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
 
 
 def render_meshes(meshes: list, size: int = 128, bound: float = 1.0) -> Tensor:
@@ -34,8 +37,7 @@ def render_meshes(meshes: list, size: int = 128, bound: float = 1.0) -> Tensor:
         if mesh is not None and len(mesh.faces):
             shade = 0.35 + 0.65 * np.abs(mesh.face_normals @ light)
             colours = np.stack([shade * 0.75, shade * 0.85, shade, np.ones_like(shade)], axis=1)
-            # marching cubes indexes the grid as (x, y, z); matplotlib's z is up, so show the field's y as up
-            vertices = mesh.vertices[:, [0, 2, 1]]
+            vertices = mesh.vertices @ DISPLAY_ROTATION.T
             collection = axes.plot_trisurf(*vertices.T, triangles=mesh.faces, linewidth=0, antialiased=False)
             collection.set_facecolors(colours)
         figure.canvas.draw()

@@ -24,6 +24,7 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
+from ..checks import complete_from_pretrained
 from .configuration_neural_field import NeuralFieldConfig
 from .layers import (
     FourierFeatures,
@@ -100,20 +101,9 @@ class NeuralFieldModel(PreTrainedModel):
         """transformers' `from_pretrained`, refusing a checkpoint that lacks a weight or holds one of another shape.
 
         transformers would initialise such weights afresh and only log a report; a base field with a random layer
-        would then encode and decode every instance wrongly without a word.
+        would then encode and decode every instance wrongly without a word (`complete_from_pretrained`).
         """
-        wants_info = kwargs.pop("output_loading_info", False)
-        model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
-        problems = {name: sorted(info[name]) for name in ("missing_keys", "mismatched_keys") if info.get(name)}
-        if problems:
-            where = args[0] if args else kwargs.get("pretrained_model_name_or_path")
-            raise ValueError(
-                f"The field at {where} does not hold the weights its config needs: "
-                + "; ".join(f"{name.replace('_', ' ')} {keys}" for name, keys in problems.items())
-                + ". The weights file is incomplete or belongs to another field: save the field again, or point at "
-                "the folder it was saved to."
-            )
-        return (model, info) if wants_info else model
+        return complete_from_pretrained(super().from_pretrained, "field", args, kwargs)
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:

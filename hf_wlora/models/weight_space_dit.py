@@ -33,7 +33,7 @@ from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from diffusers.utils import BaseOutput
 from torch import nn
 
-from ..checks import check_int
+from ..checks import check_int, complete_from_pretrained
 from ..spec import RepresentationSpec
 from .tokenization import DEFAULT_CHUNK_SIZE, TokenLayout, token_layout
 
@@ -199,6 +199,13 @@ class WeightSpaceDiT(ModelMixin, ConfigMixin):
         frozen, frozen_values = self.spec.frozen_entries()
         self.register_buffer("frozen_mask", frozen, persistent=False)  # derived from the spec
         self.register_buffer("frozen_values", frozen_values, persistent=False)
+
+    @classmethod
+    def from_pretrained(cls, *args: Any, **kwargs: Any) -> Any:
+        """diffusers' `from_pretrained`, refusing a checkpoint that lacks a weight or holds one of another shape
+        (`complete_from_pretrained`): without `weight_mean` and `weight_std` every sample would come out in the
+        normalised space. The pipeline loads its transformer through this too."""
+        return complete_from_pretrained(super().from_pretrained, "transformer", args, kwargs)
 
     # -- the weight space ---------------------------------------------------------------------------------------------
     @property

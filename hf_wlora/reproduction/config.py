@@ -54,7 +54,8 @@ class StudyBudget:
         point_cloud_points: Points per cloud of the 3-D generation metrics (2,048 in the protocol).
         emd_points: Points per cloud for EMD (a random subset of each cloud; None: all of them). EMD costs O(P^3) per
             pair with the exact solver (about 1.3 s per pair of 2,048-point clouds on one CPU core), so the small
-            scale measures it on 512 points; on a GPU the Sinkhorn solver takes all 2,048.
+            scale measures it on 512 points (on any machine; where a GPU is available the study runs Sinkhorn's EMD
+            on it instead of the exact solver, and its figures record which).
         feature_extractor_steps: Training steps of the 2-D data set's learned feature extractor
             (`LearnedImageFeatures.train_on`; the default is its default, `DEFAULT_TRAINING["steps"]`).
         equal_transformer_sizes: Give every system's transformer about as many parameters as `generation["model"]`

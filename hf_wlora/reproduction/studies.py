@@ -255,8 +255,10 @@ def point_cloud_figures(samples: torch.Tensor, references: ReferencePointClouds)
             references.clouds[:, references.subset(name)],
             distance=distance,
             reference_distances=references.distances[name],
+            device=references.device(name),
         )
     results["emd_points"] = references.emd_points
+    results["emd_distance"] = references.emd_distance
     return results
 
 
@@ -267,7 +269,8 @@ class ReferencePointClouds:
     Attributes:
         clouds: (R, point_cloud_points, 3) surface samples of every instance.
         emd_points: Points of each cloud the EMD compares (a prefix, a random subset: the points are in random order).
-        emd_distance: "emd" (Sinkhorn, on a GPU) or "emd_exact" (the assignment solver, faster on a CPU).
+        emd_distance: "emd" (Sinkhorn, on the GPU where one is available) or "emd_exact" (the assignment solver,
+            faster on a CPU); the study's figures record which.
         distances: The references' (R, R) matrices, "chamfer" and "emd" (the exact EMD's with each row's minimum
             exact and lower bounds elsewhere, all the metrics read: `point_cloud_distances(nearest_only=True)`).
     """
@@ -280,6 +283,12 @@ class ReferencePointClouds:
     def subset(self, name: str) -> slice:
         """The points of each cloud the distance `name` compares."""
         return slice(0, self.emd_points) if name == "emd" else slice(None)
+
+    def device(self, name: str) -> str | None:
+        """Where the distance `name` is computed: Sinkhorn's EMD on the GPU it was chosen for (the clouds are CPU
+        tensors, so without it Sinkhorn would run on the CPU, slower than the exact solver); the rest where the clouds
+        are (k-d trees, the assignment solver)."""
+        return "cuda" if name == "emd" and self.emd_distance == "emd" else None
 
 
 def reference_clouds(budget: StudyBudget) -> torch.Tensor:
@@ -304,12 +313,13 @@ def reference_point_clouds(budget: StudyBudget) -> ReferencePointClouds:
     # EMD: Sinkhorn on a GPU; on a CPU the exact assignment solver is faster (3.5x at 2,048 points)
     emd = "emd" if torch.cuda.is_available() else "emd_exact"
     emd_points = clouds[:, : budget.emd_points].shape[1]
-    distances = {
-        "chamfer": point_cloud_distances(clouds, distance="chamfer"),
-        # the exact EMD's own matrix only where the metrics read it: each reference's nearest other reference
-        "emd": point_cloud_distances(clouds[:, :emd_points], distance=emd, nearest_only=emd == "emd_exact"),
-    }
-    return ReferencePointClouds(clouds, emd_points, emd, distances)
+    references = ReferencePointClouds(clouds, emd_points, emd, {})
+    references.distances["chamfer"] = point_cloud_distances(clouds, distance="chamfer")
+    # the exact EMD's own matrix only where the metrics read it: each reference's nearest other reference
+    references.distances["emd"] = point_cloud_distances(
+        clouds[:, :emd_points], distance=emd, nearest_only=emd == "emd_exact", device=references.device("emd")
+    )
+    return references
 
 
 def discrimination_study(weights_dir: Path, seed: int) -> dict[str, Any]:
