@@ -269,6 +269,26 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
             load()
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_the_weight_statistics_stay_float32_in_a_half_precision_pipeline(tmp_path: Path, dtype: torch.dtype) -> None:
+    """mLoRA weights sit near 1 with a std near 0.01: rounded to bf16, the mean alone would move every denormalised
+    sample by up to a third of a std. Loading with a dtype and casting later both keep the statistics float32."""
+    pipe = make_pipeline()
+    transformer = pipe.transformer
+    transformer.set_normalization(1 + 0.01 * torch.randn(8, transformer.num_parameters, generator=torch.Generator()))
+    statistics = {name: getattr(transformer, name).clone() for name in ("weight_mean", "weight_std", "frozen_values")}
+    pipe.save_pretrained(tmp_path / "pipe")
+    loaded = WeightSpacePipeline.from_pretrained(tmp_path / "pipe", dtype=dtype)
+    cast = WeightSpaceDiT.from_pretrained(tmp_path / "pipe" / "transformer").to(dtype)
+    for model in (loaded.transformer, cast):
+        assert model.dtype == dtype and model.token_out.weight.dtype == dtype
+        for name, value in statistics.items():
+            assert getattr(model, name).dtype == torch.float32 and torch.equal(getattr(model, name), value)
+    loaded.set_progress_bar_config(disable=True)
+    weights = loaded(num_samples=2, num_inference_steps=2, output_type="weights", class_labels=0).weights
+    loaded.to_peft_model(weights, 0)  # the asymmetric mask's frozen entries come out exactly
+
+
 @pytest.mark.filterwarnings("ignore:The `local_dir_use_symlinks` argument is deprecated")
 def test_hub_round_trip(hub) -> None:
     pipe = make_pipeline()

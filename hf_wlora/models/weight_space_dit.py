@@ -108,6 +108,12 @@ class GroupLinear(nn.Module):
         return torch.einsum("ngsi,gio->ngso", x, self.weight) + self.bias[:, None]
 
 
+# The weight space's statistics stay float32 in a half-precision model: in bf16 an mLoRA weight's mean of about 1
+# rounds by a third of its std (the frozen values of an asymmetric mask by as much), and every sample would be
+# denormalised that far off.
+FLOAT32_BUFFERS = ("weight_mean", "weight_std", "frozen_values")
+
+
 class WeightSpaceDiT(ModelMixin, ConfigMixin):
     """Diffusion transformer over the weights of one representation spec; see the module docstring.
 
@@ -200,12 +206,32 @@ class WeightSpaceDiT(ModelMixin, ConfigMixin):
         self.register_buffer("frozen_mask", frozen, persistent=False)  # derived from the spec
         self.register_buffer("frozen_values", frozen_values, persistent=False)
 
+    def _apply(self, fn: Any, recurse: bool = True) -> WeightSpaceDiT:
+        """nn.Module's `_apply` (what `.to`, `.half`, `.cuda` run), keeping the weight space's statistics
+        (`FLOAT32_BUFFERS`) float32 on whatever device the model moves to."""
+        kept = {name: self._buffers[name] for name in FLOAT32_BUFFERS}
+        super()._apply(fn, recurse)
+        for name, before in kept.items():
+            moved = self._buffers[name]
+            if moved.dtype != before.dtype:  # cast, not only moved: keep the float32 values on the new device
+                self._buffers[name] = before.to(moved.device)
+        return self
+
     @classmethod
     def from_pretrained(cls, *args: Any, **kwargs: Any) -> Any:
         """diffusers' `from_pretrained`, refusing a checkpoint that lacks a weight or holds one of another shape
         (`complete_from_pretrained`): without `weight_mean` and `weight_std` every sample would come out in the
-        normalised space. The pipeline loads its transformer through this too."""
-        return complete_from_pretrained(super().from_pretrained, "transformer", args, kwargs)
+        normalised space. The pipeline loads its transformer through this too.
+
+        A `dtype` (or the older `torch_dtype`) is applied after loading in float32, through `_apply`, so the
+        statistics stay float32 (diffusers would round them while loading).
+        """
+        dtype, torch_dtype = kwargs.pop("dtype", None), kwargs.pop("torch_dtype", None)
+        loaded = complete_from_pretrained(super().from_pretrained, "transformer", args, kwargs)
+        if dtype is not None or torch_dtype is not None:
+            # nn.Module's `to`: ModelMixin's warns that any cast may round modules kept in float32, which `_apply` keeps
+            nn.Module.to(loaded[0] if isinstance(loaded, tuple) else loaded, dtype or torch_dtype)
+        return loaded
 
     # -- the weight space ---------------------------------------------------------------------------------------------
     @property
@@ -238,11 +264,12 @@ class WeightSpaceDiT(ModelMixin, ConfigMixin):
         self.weight_std.copy_(std.to(self.weight_std.dtype))
 
     def normalize(self, vectors: torch.Tensor) -> torch.Tensor:
-        """Weight vectors (N, num_parameters) -> the normalised space the model denoises in."""
+        """Weight vectors (N, num_parameters) -> the normalised space the model denoises in (float32 or wider)."""
         return (vectors - self.weight_mean) / self.weight_std
 
     def denormalize(self, vectors: torch.Tensor) -> torch.Tensor:
-        """Normalised vectors -> weight vectors, with the asymmetric mask's frozen entries set to their values."""
+        """Normalised vectors -> weight vectors (float32 or wider), with the asymmetric mask's frozen entries set to
+        their values."""
         weights = vectors * self.weight_std + self.weight_mean
         return torch.where(self.frozen_mask, self.frozen_values.to(weights.dtype), weights)
 
