@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from diffusers import DDPMScheduler
 
-from hf_wlora.encoding import WeightDatasetInfo, WeightDatasetWriter, make_representation
+from hf_wlora.encoding import WeightDatasetInfo, WeightDatasetWriter, make_representation, module_fingerprint
 from hf_wlora.fields import NeuralFieldConfig, NeuralFieldModel
 from hf_wlora.models import WeightSpaceDiT
 from hf_wlora.pipelines import WeightSpacePipeline
@@ -58,6 +58,7 @@ def write_weight_dataset(folder: Path, field_dir: Path, count: int = 24, seed: i
         spec=spec,
         modality="image",
         base_field=str(field_dir),
+        base_field_sha256=module_fingerprint(field),  # as the encoder records it
         class_names=CLASSES,
         encoding={"steps": 20, "learning_rate": 0.01, "seed": 0, "data_options": {"resolution": RESOLUTION}},
     )

@@ -448,6 +448,12 @@ def test_sdf_sample_files(tmp_path):
         assert len(np.unique(sub_points, axis=0)) == 100
         near = shape.surface_points(10)
         assert np.abs(np.linalg.norm(near, axis=1) - 0.5).max() < 0.1
+        # the stored points nearest the surface, in seeded random order: a prefix (the 3-D study's EMD subset) is
+        # a random subset of them, not the nearest ones
+        nearest = shape.points[np.argsort(np.abs(shape.values), kind="stable")[:50]]
+        drawn = shape.surface_points(50, seed=3)
+        assert sorted(map(tuple, drawn)) == sorted(map(tuple, nearest)) and not np.array_equal(drawn, nearest)
+        np.testing.assert_array_equal(drawn, shape.surface_points(50, seed=3))
         with pytest.raises(ValueError, match="stored SDF samples"):
             shape.sdf(points)
 

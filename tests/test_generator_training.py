@@ -270,6 +270,10 @@ def test_bad_inputs_fail_before_training(weights_dir: Path, tmp_path: Path, monk
     NeuralFieldModel(other.config).save_pretrained(tmp_path / "other-field")
     with pytest.raises(ValueError, match="does not match"):
         train_generator(tiny_config(weights_dir, tmp_path / "out", field=str(tmp_path / "other-field")))
+    torch.manual_seed(1)  # the same shapes, other weights: its adapters would mean nothing on it
+    NeuralFieldModel(make_field().config).save_pretrained(tmp_path / "retrained-field")
+    with pytest.raises(ValueError, match=r"is not the one the weight data set .* was encoded on: the hash"):
+        train_generator(tiny_config(weights_dir, tmp_path / "out", field=str(tmp_path / "retrained-field")))
     with pytest.raises(ValueError, match="not a weight data set"):
         train_generator(tiny_config(tmp_path, tmp_path / "out"))
     monkeypatch.setenv("WORLD_SIZE", "2")

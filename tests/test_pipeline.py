@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, HeunDiscreteScheduler
-from huggingface_hub import ModelCard
+from huggingface_hub import HfApi, ModelCard
 from peft import PeftModel
 from PIL import Image
 from safetensors.torch import load_file, save_file
@@ -301,6 +301,15 @@ def test_hub_round_trip(hub) -> None:
     assert card.data.library_name == "hf_wlora" and f'from_pretrained("{repo_id}")' in card.text
     with pytest.raises(ValueError, match="never runs downloaded code"):
         WeightSpacePipeline.from_pretrained(repo_id, custom_pipeline="evil")
+    # a push replaces what an earlier one left in the components' folders (a stale sharded checkpoint's index would
+    # be loaded instead of the new weights), and keeps the repo's other files
+    api = HfApi()
+    stale = "transformer/diffusion_pytorch_model.safetensors.index.json"
+    for path in (stale, "extra/notes.txt"):
+        api.upload_file(path_or_fileobj=b"{}", path_in_repo=path, repo_id=repo_id)
+    pipe.push_to_hub(repo_id)
+    files = set(api.list_repo_files(repo_id))
+    assert stale not in files and "extra/notes.txt" in files and "transformer/config.json" in files
 
 
 def test_bad_input_gives_clear_errors() -> None:

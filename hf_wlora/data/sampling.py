@@ -185,14 +185,15 @@ def sample_surface(shape: ShapeInstance, num_points: int, seed: SeedLike = 0) ->
 
     Meshes: area-weighted samples of the (normalised) mesh. Analytic SDFs: `surface_points_from_sdf`. Stored SDF
     samples only: the `num_points` stored points with the smallest |sdf| (an approximation, as good as the file; all
-    of them, fewer than `num_points`, when the file holds fewer).
+    of them, fewer than `num_points`, when the file holds fewer). Every kind comes in random order (seeded), so a
+    prefix is a random subset, as the 3-D study's EMD takes one: the stored points would otherwise come nearest first.
     """
     if shape.mesh is not None:
         return mesh_surface_points(shape.mesh.vertices, shape.mesh.faces, num_points, seed)
     if shape.sdf_fn is not None:
         return surface_points_from_sdf(shape.sdf_fn, num_points, seed)
-    order = np.argsort(np.abs(shape.values), kind="stable")
-    return np.asarray(shape.points[order[:num_points]], dtype=np.float32)
+    nearest = np.argsort(np.abs(shape.values), kind="stable")[:num_points]
+    return np.asarray(shape.points[_rng(seed).permutation(nearest)], dtype=np.float32)
 
 
 def sample_sdf(

@@ -9,7 +9,8 @@ processes and resumable, and writes the weight data set as it goes.
 
 Weight data sets: `WeightDatasetWriter` writes one resumably while the encoder runs; `load_weight_dataset` reads a
 folder or Hub repo into a `WeightDataset`; `push_weight_dataset_to_hub` publishes one with its card;
-`row_to_peft_adapter` / `peft_model_to_row` convert between rows and PEFT adapters.
+`row_to_peft_adapter` / `peft_model_to_row` convert between rows and PEFT adapters; `module_fingerprint` is the hash
+of a field's weights a data set records (`base_field_sha256`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ _LAZY_ATTRIBUTES: dict[str, str] = {
     "peft_model_to_row": "..representations",
     "WeightDatasetInfo": ".info",
     "INFO_FILE_NAME": ".info",
+    "module_fingerprint": ".fingerprints",
     "weight_features": ".schema",
     "WeightDatasetWriter": ".writer",
     "WeightDataset": ".weight_dataset",
@@ -58,6 +60,7 @@ if TYPE_CHECKING:
     )
     from .adapters import row_to_peft_adapter
     from .encoder import EncodeConfig, EncodeResult, encode
+    from .fingerprints import module_fingerprint
     from .hub import push_weight_dataset_to_hub
     from .info import INFO_FILE_NAME, WeightDatasetInfo
     from .schema import weight_features
@@ -79,6 +82,7 @@ __all__ = [
     "load_weight_dataset",
     "make_representation",
     "mlora_config_from_spec",
+    "module_fingerprint",
     "peft_model_to_row",
     "push_weight_dataset_to_hub",
     "representation_from_spec",

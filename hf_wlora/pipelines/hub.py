@@ -23,7 +23,12 @@ def push_pipeline_to_hub(
     token: str | None = None,
     create_pr: bool = False,
 ) -> Any:
-    """Upload `pipeline` (as `save_pretrained` writes it, card included) to the Hub model repo `repo_id`."""
+    """Upload `pipeline` (as `save_pretrained` writes it, card included) to the Hub model repo `repo_id`.
+
+    Files an earlier push left in the components' folders are deleted in the same commit: a stale sharded
+    checkpoint's index would take precedence over the new single file when the pipeline is loaded. Other files of
+    the repo are kept.
+    """
     from huggingface_hub import HfApi
 
     api = HfApi(token=token)
@@ -35,6 +40,7 @@ def push_pipeline_to_hub(
             folder_path=folder,
             commit_message=commit_message or "Upload WeightSpacePipeline with hf_wlora",
             create_pr=create_pr,
+            delete_patterns=[f"{name}/*" for name in pipeline.components],
         )
 
 

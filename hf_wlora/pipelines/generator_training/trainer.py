@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler
 
-from ...encoding import WeightDataset, load_weight_dataset
+from ...encoding import WeightDataset, load_weight_dataset, module_fingerprint
 from ...fields import NeuralFieldModel
 from ...models import WeightSpaceDiT
 from ...representations import load_base_field, representation_from_spec
@@ -80,6 +80,15 @@ def load_generator_field(config: GeneratorTrainingConfig, weights: WeightDataset
     revision = config.field_revision if own else info.base_field_revision
     field = load_base_field(location, subfolder, revision)
     representation_from_spec(weights.spec, field)  # a field of other shapes fails here, with the differences
+    # one of the same shapes but other weights (another training of the field) would train a generator of adapters
+    # that mean nothing on it, without a word; the mlp kinds do not read the base's weights
+    if weights.spec.kind != "mlp" and info.base_field_sha256 not in (None, module_fingerprint(field)):
+        raise ValueError(
+            f"The base field {location} is not the one the weight data set {config.weights} was encoded on: the hash "
+            f"of its weights is {module_fingerprint(field)[:12]}..., the data set's base_field_sha256 "
+            f"{info.base_field_sha256[:12]}.... Point `field` at the field the data set was encoded with, or encode "
+            "the data again on this one."
+        )
     return field
 
 
