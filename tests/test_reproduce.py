@@ -18,6 +18,7 @@ from hf_wlora.reproduction.report import (
     agreement,
     agreement_cell,
     barrier_standard_error,
+    failed_meshes_note,
     ordering,
     paired_barrier_difference,
     score_cell,
@@ -239,6 +240,18 @@ def test_the_paired_barrier_difference_by_hand() -> None:
     assert paired_barrier_difference({"barrier_mean": 1.0}, {"barriers": [2.0, 3.0]}) is None  # an older result
     with pytest.raises(ValueError, match=r"rows of one lambda, got 0\.5 and 1\.0"):
         paired_barrier_difference({"lambda": 0.5, "barriers": [1.0, 2.0]}, {"lambda": 1.0, "barriers": [2.0, 3.0]})
+
+
+def test_systems_measured_on_fewer_meshes_are_named_with_their_chance_level() -> None:
+    """With S' of S samples meshed and R references, interchangeable sets give 1-NNA (S'(S'-1) + R(R-1)) /
+    ((S'+R)(S'+R-1)): 18 and 32 give 1298 / 2450 = 0.53, not 0.5."""
+    studies = {
+        "mlp": {"num_meshes": 18, "num_samples": 36, "num_references": 32},
+        "mlora_asym": {"num_meshes": 36, "num_samples": 36, "num_references": 32},
+    }
+    (line,) = failed_meshes_note(studies)
+    assert "`mlp` 18 of 36 (1-NNA's chance level 0.53)" in line and "mlora_asym" not in line
+    assert failed_meshes_note({"mlora_asym": studies["mlora_asym"]}) == []
 
 
 def test_agreement_cells() -> None:
