@@ -160,7 +160,15 @@ def test_measuring_a_generator_again_keeps_its_training_time(tiny_run: Any, tmp_
     record = json.loads(stored_other.read_text())
     del record["result"]["class_agreement"]["unreadable"]
     stored_other.write_text(json.dumps(record))
+    # measured with another learned extractor (retrained on other settings in this folder): measured again too
+    third = sorted(set(tiny_run.results["2d"]["generation"]) - {"mlora_asym", other})[0]
+    stored_third = folder / "2d" / "results" / f"generation-{third}.json"
+    record = json.loads(stored_third.read_text())
+    extractor = record["result"]["learned_extractor"]
+    record["result"]["learned_extractor"] = "another extractor"
+    stored_third.write_text(json.dumps(record))
     again = reproduce(ReproduceConfig(scale="tiny", output_dir=str(folder)), progress=False)
+    assert json.loads(stored_third.read_text())["result"]["learned_extractor"] == extractor
     assert again.results["2d"]["generation"]["mlora_asym"]["class_agreement"]["samples"] == 6
     assert (
         again.results["2d"]["generation"][other]["class_agreement"]

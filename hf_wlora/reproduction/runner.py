@@ -143,16 +143,20 @@ def _modality(
             learned_features=learned() if modality == "2d" else None,
             point_cloud_references=point_clouds() if modality == "3d" else None,
         )
-        return result if features is None else {**result, "image_features": features}
+        if features is None:
+            return result
+        return {**result, "image_features": features, "learned_extractor": learned().config["fingerprint"]}
 
     def still_valid(result: dict[str, Any]) -> bool:
-        """A stored result measured with other features, or before a metric existed (or before flat samples counted
-        as unread), is sampled and measured again (no retraining)."""
+        """A stored result measured with other features (another learned extractor included: one retrained on other
+        settings in the same folder), or before a metric existed (or before flat samples counted as unread), is
+        sampled and measured again (no retraining of its generator)."""
         if features is None:  # 3-D ("chamfer" is missing when fewer than two meshes could be extracted)
             return "chamfer" not in result or "copy_fraction" in result["chamfer"]
         agreement = result.get("class_agreement", {})  # None: nothing to read (no classes, or no classifier)
         measured = "learned_features" in result and (agreement is None or "unreadable" in agreement)
-        return result.get("image_features", PIXEL_FEATURES) == features and measured
+        same_features = result.get("image_features", PIXEL_FEATURES) == features
+        return same_features and measured and result.get("learned_extractor") == learned().config["fingerprint"]
 
     found["generation"] = {
         name: _cached(
