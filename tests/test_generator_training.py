@@ -65,6 +65,8 @@ def tiny_config(weights: Path, output_dir: Path, **overrides: Any) -> GeneratorT
         ({"beta_schedule": "cosine"}, "beta_schedule must be one of"),
         ({"warmup_steps": 50, "steps": 50}, "warmup_steps must be an integer in [0, steps)"),
         ({"class_dropout_prob": 1.0}, "class_dropout_prob must be in [0, 1)"),
+        ({"learning_rate": float("inf")}, "learning_rate must be a positive number, got inf"),
+        ({"weight_decay": float("nan")}, "weight_decay must be a non-negative number, got nan"),
         ({"ema_decay": 1.0}, "ema_decay must be in [0, 1)"),
         ({"mixed_precision": "fp8"}, "mixed_precision must be one of"),
         ({"batch_size": 0}, "batch_size must be a positive integer"),

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from accelerate import Accelerator
 from PIL import Image
 from stage3_helpers import make_field, save_image_field, write_weight_dataset
 from test_encode import assert_same_weights
@@ -24,7 +25,14 @@ from hf_wlora.encoding import encoder as encode_module
 from hf_wlora.encoding.encoder import EncodeConfig, encode
 from hf_wlora.encoding.writer import PROGRESS_DIR
 from hf_wlora.pipelines.generator_training import train_generator
-from hf_wlora.training.checkpoints import CheckpointError
+from hf_wlora.training.checkpoints import (
+    CheckpointError,
+    TrainingProgress,
+    list_checkpoints,
+    resume_checkpoint,
+    save_checkpoint,
+)
+from hf_wlora.training.ema import ModelEMA
 
 GLYPHS = {"num_instances": 7, "resolution": 10}
 
@@ -206,6 +214,29 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(
     state = final_state(tmp_path)
     assert state.keys() == reference_run.keys()
     assert all(torch.equal(state[key], value) for key, value in reference_run.items())
+
+
+def test_saving_after_a_fallback_never_prunes_the_readable_checkpoints(tmp_path: Path) -> None:
+    """After a resume fell back past unreadable newer checkpoints, those must not count among the last `keep`: with
+    keep=1 the checkpoint just written was deleted in favour of an unreadable one, and the next resume failed."""
+    accelerator = Accelerator(cpu=True)
+    linear = torch.nn.Linear(2, 2)
+    model, _ = accelerator.prepare(linear, torch.optim.Adam(linear.parameters()))  # the optimiser is saved too
+    ema, root = ModelEMA(model, 0.9), tmp_path / "checkpoints"
+    for step in (10, 20, 30):
+        progress = TrainingProgress({"setting": 1})
+        progress.step = step
+        save_checkpoint(accelerator, root, ema, progress, keep=5)
+    for damaged in ("step-000020", "step-000030"):
+        (root / damaged / "model.safetensors").write_bytes(b"")
+    resumed = TrainingProgress({"setting": 1})
+    assert resume_checkpoint(accelerator, list_checkpoints(root)[::-1], ema, resumed) == root / "step-000010"
+    resumed.step = 20
+    save_checkpoint(accelerator, root, ema, resumed, keep=1)
+    assert [path.name for path in list_checkpoints(root)] == ["step-000020"]
+    again = TrainingProgress({"setting": 1})
+    assert resume_checkpoint(accelerator, list_checkpoints(root)[::-1], ema, again) == root / "step-000020"
+    assert again.step == 20
 
 
 def test_no_readable_checkpoint_names_every_one_tried(weights_dir: Path, tmp_path: Path) -> None:

@@ -104,7 +104,12 @@ def checkpoint_to_resume(output_dir: Path, root: Path, resume: bool) -> list[Pat
 
 def save_checkpoint(accelerator: Accelerator, root: Path, ema: ModelEMA, progress: TrainingProgress, keep: int) -> Path:
     """Save the accelerator's state, the EMA and the progress at `progress.step` (all processes call this), and
-    delete all but the last `keep` checkpoints."""
+    delete all but the last `keep` checkpoints up to it.
+
+    Checkpoints of later steps are deleted too: the run resumed from an earlier one, so the resume found them
+    unreadable and skipped them. Counted among the last `keep`, they would push out the readable ones, down to the
+    one just written.
+    """
     final = root / f"step-{progress.step:06d}"
     partial = root / f"{final.name}.tmp"
     if accelerator.is_main_process and partial.exists():
@@ -119,7 +124,9 @@ def save_checkpoint(accelerator: Accelerator, root: Path, ema: ModelEMA, progres
         if final.exists():  # the same step saved by an earlier invocation (a resumed run that stopped there)
             shutil.rmtree(final)
         commit_path(partial, final)
-        for old in list_checkpoints(root)[:-keep]:
+        checkpoints = list_checkpoints(root)
+        position = checkpoints.index(final)
+        for old in checkpoints[: max(0, position + 1 - keep)] + checkpoints[position + 1 :]:
             shutil.rmtree(old)
     accelerator.wait_for_everyone()
     return final

@@ -7,11 +7,12 @@ trained, so a typo never silently falls back to a default.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ...checks import is_int, is_number
+from ...checks import check_number, is_int, is_number
 from ...data import data_modality, parse_data_source
 from ...training.config_checks import (
     RecipeSection,
@@ -224,13 +225,10 @@ class FieldTrainingConfig(RecipeSection):
         if not is_int(self.eval_resolution) or self.eval_resolution < 8:
             raise ValueError(f"eval_resolution must be an integer >= 8, got {self.eval_resolution!r}.")
         for name in ("lr_field", "lr_codes", "code_init_std", "sdf_clamp"):
-            value = getattr(self, name)
-            if not is_number(value) or not value > 0:
-                raise ValueError(f"{name} must be a positive number, got {value!r}.")
-        if not is_number(self.kl_weight) or self.kl_weight < 0:
+            check_number(getattr(self, name), name, positive=True)
+        if not (is_number(self.kl_weight) and 0 <= self.kl_weight < math.inf):  # NaN would train everything to NaN
             raise ValueError(f"kl_weight must be a non-negative number, got {self.kl_weight!r}.")
-        if not is_number(self.code_init_logvar):
-            raise ValueError(f"code_init_logvar must be a number, got {self.code_init_logvar!r}.")
+        check_number(self.code_init_logvar, "code_init_logvar")
 
     def _check_stage(self, index: int, stage: StageConfig) -> None:
         where = f"stages[{index}]"

@@ -7,6 +7,7 @@ the key before any data is loaded.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -159,9 +160,8 @@ class GeneratorTrainingConfig(RecipeSection):
                 check_positive_int(self, name)
         if not is_int(self.warmup_steps) or not 0 <= self.warmup_steps < self.steps:
             raise ValueError(f"warmup_steps must be an integer in [0, steps), got {self.warmup_steps!r}.")
-        if not is_number(self.learning_rate) or not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be a positive number, got {self.learning_rate!r}.")
-        if not is_number(self.weight_decay) or self.weight_decay < 0:
+        check_number(self.learning_rate, "learning_rate", positive=True)  # finite: inf passes a range check
+        if not (is_number(self.weight_decay) and 0 <= self.weight_decay < math.inf):  # NaN fails it too
             raise ValueError(f"weight_decay must be a non-negative number, got {self.weight_decay!r}.")
         if not is_number(self.class_dropout_prob) or not 0 <= self.class_dropout_prob < 1:
             raise ValueError(f"class_dropout_prob must be in [0, 1), got {self.class_dropout_prob!r}.")
