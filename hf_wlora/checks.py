@@ -116,18 +116,6 @@ def check_device(value: Any, name: str = "device") -> str | None:
     return str(device)
 
 
-__all__ = [
-    "INTEGER_TEXT",
-    "NUMBER_TEXT",
-    "check_device",
-    "check_int",
-    "check_number",
-    "check_output_dir",
-    "is_int",
-    "is_number",
-]
-
-
 def complete_from_pretrained(load: Callable[..., tuple[Any, dict]], what: str, args: tuple, kwargs: dict) -> Any:
     """`load(*args, **kwargs)`, a transformers or diffusers `from_pretrained`, refusing a checkpoint that lacks a
     weight (a persistent buffer included) or holds one of another shape.
@@ -148,3 +136,16 @@ def complete_from_pretrained(load: Callable[..., tuple[Any, dict]], what: str, a
             "the folder it was saved to."
         )
     return (model, info) if wants_info else model
+
+
+__all__ = [
+    "INTEGER_TEXT",
+    "NUMBER_TEXT",
+    "check_device",
+    "check_int",
+    "check_number",
+    "check_output_dir",
+    "complete_from_pretrained",
+    "is_int",
+    "is_number",
+]
