@@ -177,6 +177,21 @@ def test_resumed_runs_end_with_the_same_weights(weights_dir: Path, tmp_path: Pat
     assert losses[0] == losses[1] == losses[2]
 
 
+def test_attention_dropout_is_drawn_from_the_seed(weights_dir: Path, tmp_path: Path) -> None:
+    """With dropout its masks follow (seed, step, process), not whatever drew from torch's global generator before:
+    two runs of one config in one process end with the same weights, and another seed changes them."""
+    model = {**TINY_MODEL, "dropout": 0.3}
+    runs = {}
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        torch.manual_seed({"a": 1, "b": 2, "c": 3}[name])  # a global generator in another state before each run
+        torch.rand(17)
+        runs[name] = final_state(
+            train_generator(tiny_config(weights_dir, tmp_path / name, model=model, steps=10, seed=seed)).output_dir
+        )
+    assert all(torch.equal(runs["a"][key], value) for key, value in runs["b"].items())
+    assert not all(torch.equal(runs["a"][key], value) for key, value in runs["c"].items())
+
+
 def test_resume_guards(weights_dir: Path, tmp_path: Path) -> None:
     train_generator(tiny_config(weights_dir, tmp_path, max_steps=10))
     with pytest.raises(ValueError, match=r"already holds checkpoints.*--resume"):

@@ -7,16 +7,18 @@ Per step: the step's instances, noise, timesteps and label dropout are drawn for
 `hf_wlora.training.step_draws` (pure functions of the seed and the step), and each process takes its share; the
 transformer predicts the scheduler's target (noise, clean weights or velocity) from the noised normalised weights,
 and the mean squared error is minimised with AdamW; Accelerate averages the gradients. The EMA of the transformer is
-what samples and what is exported. Checkpoints restore model, optimiser, EMA and step, so a run resumed after a crash
-ends with exactly the weights of one that never stopped. The export is a `WeightSpacePipeline` folder with its card.
+what samples and what is exported. Attention dropout, if any, draws its masks from (seed, step, process) too.
+Checkpoints restore model, optimiser, EMA and step, so a run resumed after a crash ends with exactly the weights of
+one that never stopped. The export is a `WeightSpacePipeline` folder with its card.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -234,11 +236,24 @@ class GeneratorTrainer:
         if self.labels is not None:
             labels = torch.where(dropped, self._unwrapped.null_class_label, self.labels[indices])
         noisy = self.noise_scheduler.add_noise(clean, noise, timesteps)
-        with accelerator.autocast():
+        with self._dropout_draws(step), accelerator.autocast():
             prediction = self.model(noisy, timesteps, labels).sample
         loss = F.mse_loss(prediction.float(), _target(self.noise_scheduler, clean, noise, timesteps))
         self.loop.optimizer_step(loss, [self._learning_rate(step)])
         return loss.detach()
+
+    @contextlib.contextmanager
+    def _dropout_draws(self, step: int) -> Iterator[None]:
+        """With attention dropout, its masks drawn from a generator seeded by (seed, step, process), on a forked RNG:
+        they come from torch's global generator, which would otherwise make them depend on whatever drew from it
+        before (another run in the process, the data loading) and not on `seed`. Without dropout nothing is drawn."""
+        if not self._unwrapped.config.dropout:
+            yield
+            return
+        device = self.accelerator.device
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(mix_seed(self.config.seed, step, self.accelerator.process_index, 0xD409))
+            yield
 
     # -- sampling and export ----------------------------------------------------------------------------------------
     def _pipeline(self, transformer: WeightSpaceDiT) -> WeightSpacePipeline:
