@@ -54,6 +54,24 @@ def test_encode_writes_every_instance_once(field_dir: str, tmp_path: Path) -> No
     assert weights.info.encoding["steps"] == 12 and "batch_size" not in weights.info.encoding
 
 
+def test_a_hub_field_encodes_offline_from_the_cache_and_records_its_commit(
+    field_dir: str, tmp_path: Path, hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The commit of a Hub field is recorded with the data set; offline (HF_HUB_OFFLINE=1, the field cached) it is
+    read off the cached snapshot instead of asked of the Hub, which offline refused and stopped the encoding."""
+    import huggingface_hub
+
+    repo_id = hub.unique_repo_id("field")
+    commit = NeuralFieldModel.from_pretrained(field_dir).push_to_hub(repo_id).oid
+    online = encode(config(repo_id, tmp_path / "online", steps=2), progress=False)
+    assert load_weight_dataset(online.output_dir).info.base_field_revision == commit
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    offline = encode(config(repo_id, tmp_path / "offline", steps=2), progress=False)
+    assert load_weight_dataset(offline.output_dir).info.base_field_revision == commit
+    assert_same_weights(online.output_dir, offline.output_dir)
+
+
 def test_killed_run_resumes_to_the_uninterrupted_result(
     field_dir: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

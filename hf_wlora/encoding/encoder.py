@@ -189,12 +189,18 @@ class EncodeResult:
 
 
 def _field_commit(config: EncodeConfig) -> str | None:
-    """The commit of the base field's Hub repo that the encoding reads (None for a local folder), for the record."""
+    """The commit of the base field's Hub repo that the encoding reads (None for a local folder), for the record:
+    asked of the Hub, or offline (`HF_HUB_OFFLINE=1`, a field already in the cache) read off the cached snapshot the
+    field was loaded from, whose folder is named by its commit."""
     if Path(config.field).exists():
         return None
-    from huggingface_hub import HfApi
+    from huggingface_hub import HfApi, is_offline_mode, try_to_load_from_cache
 
-    return HfApi().model_info(config.field, revision=config.field_revision).sha
+    if not is_offline_mode():
+        return HfApi().model_info(config.field, revision=config.field_revision).sha
+    config_file = "/".join(filter(None, [config.field_subfolder, "config.json"]))
+    cached = Path(str(try_to_load_from_cache(config.field, config_file, revision=config.field_revision)))
+    return cached.parts[cached.parts.index("snapshots") + 1] if "snapshots" in cached.parts else None
 
 
 def _process_grid() -> Any:
