@@ -411,7 +411,7 @@ def test_emd_rejects_bad_input() -> None:
         pairwise_emd(torch.randn(2, 5, 3), method="auction")
     with pytest.raises(ValueError, match="epsilon > 0"):
         earth_movers_distance(torch.randn(5, 3), torch.randn(5, 3), epsilon=0.0)
-    with pytest.raises(ValueError, match="EMD bounds need clouds of equal size, got 5 and 6 points"):
+    with pytest.raises(ValueError, match="EMD needs clouds of equal size, got 5 and 6 points"):
         emd_lower_bounds(torch.randn(2, 5, 3), torch.randn(2, 6, 3))
 
 

@@ -305,11 +305,7 @@ def emd_lower_bounds(clouds_a: torch.Tensor, clouds_b: torch.Tensor | None = Non
     """
     first = _as_clouds("clouds_a", clouds_a)
     second = first if clouds_b is None else _as_clouds("clouds_b", clouds_b)
-    if first.shape[1] != second.shape[1]:
-        raise ValueError(
-            f"EMD bounds need clouds of equal size, got {first.shape[1]} and {second.shape[1]} points; sample the "
-            "same number of points for both sets."
-        )
+    _check_equal_sizes(first.shape[1] == second.shape[1], f"{first.shape[1]} and {second.shape[1]} points")
     forward = _mean_nearest(first, second, squared=False, progress=False)  # [i, j]: a_i's points to b_j
     backward = forward.T if clouds_b is None else _mean_nearest(second, first, squared=False, progress=False).T
     bounds = torch.maximum(forward, backward).mul_(1.0 - EMD_BOUND_SLACK)
@@ -394,11 +390,7 @@ def pairwise_emd(
         raise ValueError(f"method must be 'sinkhorn' or 'exact', got {method!r}.")
     first = _as_clouds("clouds_a", clouds_a)
     second = first if clouds_b is None else _as_clouds("clouds_b", clouds_b)
-    if first.shape[1] != second.shape[1]:
-        raise ValueError(
-            f"EMD needs clouds of equal size, got {first.shape[1]} and {second.shape[1]} points; "
-            "sample the same number of points for both sets."
-        )
+    _check_equal_sizes(first.shape[1] == second.shape[1], f"{first.shape[1]} and {second.shape[1]} points")
     others = None if clouds_b is None else second
     return _pairwise(first, others, distance, batch_size, progress, device, f"pairwise EMD ({method})")
 
@@ -523,11 +515,9 @@ def point_cloud_generation_metrics(
         batch_size=batch_size,
         device=device,
     )
-    if distance != "chamfer" and samples.shape[1] != references.shape[1]:  # before minutes of the references' matrix
-        raise ValueError(
-            f"EMD needs clouds of equal size, got {samples.shape[1]} points per sample and {references.shape[1]} per "
-            "reference; sample the same number of points for both sets."
-        )
+    if distance != "chamfer":  # checked before minutes of the references' matrix
+        sizes = f"{samples.shape[1]} points per sample and {references.shape[1]} per reference"
+        _check_equal_sizes(samples.shape[1] == references.shape[1], sizes)
     pruned = distance == "emd_exact" and prune
     if reference_distances is None:
         reference_distances = measure(references, nearest_only=pruned)
@@ -632,13 +622,17 @@ def _as_cloud_pair(cloud_a: torch.Tensor, cloud_b: torch.Tensor) -> tuple[torch.
         if not torch.isfinite(cloud).all():
             raise ValueError(f"{name} contains NaN or infinite coordinates; drop or regenerate that cloud.")
         pair.append(cloud.float() if not cloud.is_floating_point() else cloud)
-    if pair[0].shape != pair[1].shape:
-        raise ValueError(
-            f"EMD needs clouds of equal size, got {tuple(pair[0].shape)} and {tuple(pair[1].shape)}; "
-            "sample the same number of points for both."
-        )
+    _check_equal_sizes(pair[0].shape == pair[1].shape, f"{tuple(pair[0].shape)} and {tuple(pair[1].shape)}")
     dtype = torch.promote_types(torch.promote_types(pair[0].dtype, pair[1].dtype), torch.float32)
     return pair[0].to(dtype), pair[1].to(dtype)
+
+
+def _check_equal_sizes(equal: bool, sizes: str) -> None:
+    """Refuse clouds of different sizes for the EMD (a bijection between their points): `sizes` names what was got."""
+    if not equal:
+        raise ValueError(
+            f"EMD needs clouds of equal size, got {sizes}; sample the same number of points for both sets."
+        )
 
 
 def _as_distances(name: str, distances: torch.Tensor) -> torch.Tensor:
