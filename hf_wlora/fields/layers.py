@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +30,37 @@ DEMODULATION_EPS = 1e-8
 _RESIDUAL_SCALE = math.sqrt(0.5)
 
 
+class _Sigmoid(torch.autograd.Function):
+    """1 / (1 + exp(-x)), rounded the same way wherever an element lies in its tensor.
+
+    torch.sigmoid (and F.silu) compute the last elements of each thread's range, the scalar tail of the vectorised
+    loop, with another exp than the rest, so an element's value depended on its position: of identical instances
+    fitted together the one whose points fell in the tail drifted from the others, and a batched fit differed from
+    fitting each instance alone. exp, add and reciprocal round every element alike (tests/test_layers.py checks it).
+    The backward is sigmoid's own, y (1 - y) g, which stays finite where exp(-x) overflows.
+    """
+
+    generate_vmap_rule = True  # composes with torch.func.vmap and functional_call, like the rest of this module
+
+    @staticmethod
+    def forward(x: Tensor) -> Tensor:
+        return torch.exp(-x).add_(1.0).reciprocal_()
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Tensor], output: Tensor) -> None:
+        ctx.save_for_backward(output)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        (result,) = ctx.saved_tensors
+        return torch.ops.aten.sigmoid_backward(grad, result)
+
+
+def sigmoid(x: Tensor) -> Tensor:
+    """The logistic sigmoid, each element rounded independently of its position in `x` (see `_Sigmoid`)."""
+    return _Sigmoid.apply(x)
+
+
 def _without_gain(x: Tensor, name: str) -> Tensor:
     """The named activation without its gain."""
     if name == "leaky_relu":
@@ -36,7 +68,7 @@ def _without_gain(x: Tensor, name: str) -> Tensor:
     if name == "relu":
         return F.relu(x)
     if name == "silu":
-        return F.silu(x)
+        return x * sigmoid(x)
     if name == "gelu":
         return F.gelu(x)
     raise ValueError(f"unknown activation {name!r}")
@@ -46,22 +78,25 @@ def activate(x: Tensor, name: str | None) -> Tensor:
     """Apply the named hidden activation with its unit-variance gain (`None`: identity)."""
     if name is None:
         return x
-    return _without_gain(x, name) * _ACTIVATION_GAINS[name]
+    activated = _without_gain(x, name)
+    # relu's backward reads its output, so its gain makes a new tensor; the others' read their input, and scaling
+    # their output in place saves a pass over every point's activations (2-8% of a 128-wide fitting step)
+    return activated * _ACTIVATION_GAINS[name] if name == "relu" else activated.mul_(_ACTIVATION_GAINS[name])
 
 
 def residual_update(h: Tensor, z: Tensor, name: str | None) -> Tensor:
     """A residual block's output (h + activate(z, name)) / sqrt(2).
 
-    One new tensor beside the activation's instead of three: these passes over every point's activations are a large
-    part of a fitting step beside the matmuls (benchmarks/bench_encode.py). The result is bit-identical to the
-    composed form, and every element is rounded the same way wherever it lies in the tensor: a fused `add(...,
-    alpha=gain)` is not (its vectorised body and scalar tail round differently), which made the last of several
-    identical instances fitted together drift from the others.
+    No new tensor beside the activation's (relu: one): these passes over every point's activations are a large part
+    of a fitting step beside the matmuls (benchmarks/bench_encode.py). The result is bit-identical to the composed
+    form, and every element is rounded the same way wherever it lies in the tensor: a fused `add(..., alpha=gain)` is
+    not (its vectorised body and scalar tail round differently), which made the last of several identical instances
+    fitted together drift from the others.
     """
     if name is None:
         return (h + z).mul_(_RESIDUAL_SCALE)
-    # the product is a new tensor, so the in-place steps never touch what an activation's backward saved (relu's output)
-    return (_without_gain(z, name) * _ACTIVATION_GAINS[name]).add_(h).mul_(_RESIDUAL_SCALE)
+    # `activate` returns a tensor no backward reads (relu's output stays untouched), so the steps can run in place
+    return activate(z, name).add_(h).mul_(_RESIDUAL_SCALE)
 
 
 class FourierFeatures(nn.Module):
@@ -244,7 +279,7 @@ class LinearBlock(nn.Module):
 def apply_output_activation(values: Tensor, name: str) -> Tensor:
     """Map the head's raw output to the field's value range."""
     if name == "sigmoid":
-        return torch.sigmoid(values)
+        return sigmoid(values)
     if name == "clamp":
         return values.clamp(0.0, 1.0)
     if name == "none":

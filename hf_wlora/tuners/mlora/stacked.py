@@ -10,7 +10,7 @@ contiguous operand (`benchmarks/bench_mlora.py`, RESULTS.md).
 `stacked_multiplicative_linear` builds the adapted weights directly in the matmul's layout, (W ⊙ M_n)^T = (s W^T) ⊙
 (A_n^T B_n^T) with the scale s folded into the shared weight once, and writes its backward by hand:
 
-    dL/d(W ⊙ M_n)^T = x_n^T g_n,   G_n = that ⊙ (s W^T),   dL/dA_n = B_n^T G_n^T,   dL/dB_n = G_n^T A_n^T,
+    dL/d(W ⊙ M_n)^T = x_n^T g_n,   G_n = that ⊙ (s W^T),   dL/dA_n = B_n^T G_n^T,   dL/dB_n = G_n^T A_n^T = (A_n G_n)^T,
 
 with the frozen mask entries of A getting zero gradient, exactly as `torch.where` gives them in the composed form.
 The base weight and bias are constants here (the layer's callers check it), so their gradients are never formed.
@@ -56,7 +56,9 @@ class _StackedMultiplicativeLinear(torch.autograd.Function):
         grad_A = torch.bmm(B.transpose(1, 2), grad_product_t.transpose(1, 2))
         if mask is not None:
             grad_A.masked_fill_(mask, 0.0)
-        grad_B = torch.bmm(grad_product_t.transpose(1, 2), effective_A.transpose(1, 2))
+        # (A_n G_n)^T rather than G_n^T A_n^T: the same sums (rounded in another order), but a product with r rows
+        # instead of r columns, which MKL runs about 5x faster (27 against 130 us for 16 instances at 128 wide)
+        grad_B = torch.bmm(effective_A, grad_product_t).transpose(1, 2)
         return grad_x, grad_A, grad_B, None, None, None, None
 
 
