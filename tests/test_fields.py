@@ -32,7 +32,7 @@ from hf_wlora.fields import (
     to_pil,
     volume_coordinates,
 )
-from hf_wlora.fields.layers import FourierFeatures, activate, apply_output_activation, residual_update
+from hf_wlora.fields.layers import FourierFeatures, activate, apply_output_activation, residual_update, sigmoid
 from hf_wlora.fields.mesh_rendering import DISPLAY_ROTATION
 
 SMALL = {"hidden_size": 32, "num_layers": 3, "num_fourier_features": 16, "latent_dim": 8, "mapping_layers": 2}
@@ -178,6 +178,21 @@ def test_sigmoid_rounds_every_element_alike_wherever_it_lies(activation: str) ->
     saturated = torch.tensor([-1000.0, -100.0, 0.0, 100.0, 1000.0], requires_grad=True)
     apply_output_activation(saturated, "sigmoid").sum().backward()  # exp(-x) overflows: the gradient stays finite
     assert torch.equal(saturated.grad, torch.tensor([0.0, 0.0, 0.25, 0.0, 0.0]))
+
+
+def test_the_sigmoid_keeps_torch_sigmoids_derivatives_dtypes_and_accuracy() -> None:
+    x = torch.randn(6, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(sigmoid, (x,), check_forward_ad=True)
+    assert torch.autograd.gradgradcheck(sigmoid, (x,))
+    point = torch.tensor([0.5, -1.0])  # forward mode too: jacfwd and hessian
+    torch.testing.assert_close(
+        torch.func.hessian(lambda t: sigmoid(t).sum())(point),
+        torch.func.hessian(lambda t: torch.sigmoid(t).sum())(point),
+    )
+    torch.testing.assert_close(sigmoid(torch.tensor([0, 1, 2], dtype=torch.uint8)), torch.sigmoid(torch.arange(3.0)))
+    grid = torch.linspace(-20, 20, 20001)
+    for dtype in (torch.float16, torch.bfloat16):  # computed in float32 and rounded once: exp(-x) overflows float16
+        assert torch.equal(sigmoid(grid.to(dtype)), torch.sigmoid(grid.to(dtype)))
 
 
 def test_fourier_features_of_one_grid_for_every_instance_are_encoded_once() -> None:

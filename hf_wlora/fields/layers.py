@@ -36,29 +36,39 @@ class _Sigmoid(torch.autograd.Function):
     torch.sigmoid (and F.silu) compute the last elements of each thread's range, the scalar tail of the vectorised
     loop, with another exp than the rest, so an element's value depended on its position: of identical instances
     fitted together the one whose points fell in the tail drifted from the others, and a batched fit differed from
-    fitting each instance alone. exp, add and reciprocal round every element alike (tests/test_layers.py checks it).
-    The backward is sigmoid's own, y (1 - y) g, which stays finite where exp(-x) overflows.
+    fitting each instance alone. exp, add and reciprocal round every element alike (tests/test_fields.py checks it).
+    Both derivatives are sigmoid's own, y (1 - y) t, which stays finite where exp(-x) overflows. Half-precision
+    inputs are computed in float32 and rounded back once, as accurate as torch.sigmoid (exp(-x) alone overflows
+    float16 below x = -11), and in their own dtype under autocast.
     """
 
     generate_vmap_rule = True  # composes with torch.func.vmap and functional_call, like the rest of this module
 
     @staticmethod
     def forward(x: Tensor) -> Tensor:
-        return torch.exp(-x).add_(1.0).reciprocal_()
+        exact = x if x.dtype in (torch.float32, torch.float64) else x.float()
+        return torch.exp(-exact).add_(1.0).reciprocal_().to(x.dtype)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Tensor], output: Tensor) -> None:
         ctx.save_for_backward(output)
+        ctx.save_for_forward(output)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> Tensor:
         (result,) = ctx.saved_tensors
         return torch.ops.aten.sigmoid_backward(grad, result)
 
+    @staticmethod
+    def jvp(ctx: Any, tangent: Tensor) -> Tensor:  # forward mode: torch.func.jacfwd, hessian, jvp
+        (result,) = ctx.saved_tensors
+        return torch.ops.aten.sigmoid_backward(tangent, result)
+
 
 def sigmoid(x: Tensor) -> Tensor:
-    """The logistic sigmoid, each element rounded independently of its position in `x` (see `_Sigmoid`)."""
-    return _Sigmoid.apply(x)
+    """The logistic sigmoid, each element rounded independently of its position in `x` (see `_Sigmoid`); integer
+    and boolean inputs give the default float dtype, as torch.sigmoid does."""
+    return _Sigmoid.apply(x if x.is_floating_point() else x.to(torch.get_default_dtype()))
 
 
 def _without_gain(x: Tensor, name: str) -> Tensor:
@@ -87,11 +97,11 @@ def activate(x: Tensor, name: str | None) -> Tensor:
 def residual_update(h: Tensor, z: Tensor, name: str | None) -> Tensor:
     """A residual block's output (h + activate(z, name)) / sqrt(2).
 
-    No new tensor beside the activation's (relu: one): these passes over every point's activations are a large part
-    of a fitting step beside the matmuls (benchmarks/bench_encode.py). The result is bit-identical to the composed
-    form, and every element is rounded the same way wherever it lies in the tensor: a fused `add(..., alpha=gain)` is
-    not (its vectorised body and scalar tail round differently), which made the last of several identical instances
-    fitted together drift from the others.
+    No new tensor beside the activation's (relu: one; silu: its sigmoid's as well): these passes over every point's
+    activations are a large part of a fitting step beside the matmuls (benchmarks/bench_encode.py). The result is
+    bit-identical to the composed form, and every element is rounded the same way wherever it lies in the tensor: a
+    fused `add(..., alpha=gain)` is not (its vectorised body and scalar tail round differently), which made the last
+    of several identical instances fitted together drift from the others.
     """
     if name is None:
         return (h + z).mul_(_RESIDUAL_SCALE)
