@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 from pathlib import Path
@@ -227,3 +228,55 @@ def test_a_rank_pattern_adapts_the_head_at_its_own_rank(field_dir: str, tmp_path
     assert weights.info.encoding["rank_pattern"] == {"head.linear": 3}
     rebuilt = representation_from_spec(weights.spec, load_base_field(field_dir))  # the data set's own layers and ranks
     assert rebuilt.spec.factor_shapes() == weights.spec.factor_shapes()
+
+
+def test_a_representation_chosen_on_the_command_line_fits_at_its_own_rate(tmp_path: Path, monkeypatch, capsys) -> None:
+    """A recipe's learning rate is tuned for its own kind: `--representation` alone takes the new kind's default."""
+    import argparse
+    from types import SimpleNamespace
+
+    from hf_wlora.encoding.command import add_encode_arguments, run_encode_command
+    from hf_wlora.representations import DEFAULT_LEARNING_RATES
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({"encode": {"field": "f", "output_dir": "o", "learning_rate": 0.1}}))
+    seen = []
+    result = SimpleNamespace(output_dir="o", score_name="psnr", figures={})
+    monkeypatch.setattr(encode_module, "encode", lambda config: seen.append(config) or result)
+    parser = argparse.ArgumentParser()
+    add_encode_arguments(parser)
+    cases = [
+        ([], 0.1),
+        (["--representation", "mlora_asym"], 0.1),  # the recipe's own (default) kind keeps the recipe's rate
+        (["--representation", "mlp"], DEFAULT_LEARNING_RATES["mlp"]),
+        (["--representation", "lora", "--learning_rate", "0.03"], 0.03),
+    ]
+    for arguments, rate in cases:
+        run_encode_command(parser.parse_args(["--config", str(recipe), *arguments]))
+        assert seen[-1].learning_rate == rate, arguments
+    assert [config.representation for config in seen] == ["mlora_asym", "mlora_asym", "mlp", "lora"]
+    assert "sets learning_rate 0.1 for mlora_asym; fitting mlp at its default 0.001" in capsys.readouterr().out
+
+
+def test_shapes_without_a_mesh_are_named_by_their_ids(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    torch.manual_seed(0)
+    field = NeuralFieldModel(NeuralFieldConfig(modality="shape", hidden_size=16, num_layers=2)).bake()
+    with torch.no_grad():  # positive everywhere: no surface, so no mesh and no Chamfer
+        field.head.linear.weight.zero_()
+        field.head.linear.bias.fill_(0.5)
+    field.save_pretrained(tmp_path / "field")
+    settings = {"data": "builtin-shapes", "data_options": {"num_instances": 3}, "steps": 1, "batch_size": 2}
+    with caplog.at_level(logging.WARNING, logger="hf_wlora.encoding.encoder"):
+        result = encode(
+            EncodeConfig(
+                field=str(tmp_path / "field"),
+                output_dir=str(tmp_path / "weights"),
+                **settings,
+                points_per_shape=64,
+                mesh_resolution=12,
+            ),
+            progress=False,
+        )
+    ids = load_weight_dataset(result.output_dir).ids
+    assert result.figures["num_non_finite_scores"] == 3
+    assert f"No chamfer for instance(s) {ids[2:]}: their score is NaN." in caplog.text  # the second batch's, by id

@@ -248,12 +248,33 @@ def test_fewer_processes_resume_and_check_the_parts_of_the_others(tmp_path: Path
         WeightDatasetWriter(tmp_path / "other", make_info(), process_index=1, num_processes=1)
 
 
+def test_instances_of_a_part_another_process_drops_are_written_again(tmp_path: Path) -> None:
+    """Three processes wrote, a part of the third is damaged, and a resume runs two: process 1 starts before process 0
+    drops that part (it checks the parts of the processes the run no longer has), then writes one of its instances."""
+    instances = make_instances(9)
+    for rank in (0, 1, 2):
+        writer = WeightDatasetWriter(tmp_path, make_info(), shard_size=4, process_index=rank, num_processes=3)
+        write_indexed(writer, instances, list(range(rank, 9, 3)))
+    damaged = tmp_path / ".wlora_progress" / "train" / "part-00002-000000.parquet"
+    damaged.write_bytes(damaged.read_bytes()[:100])  # instances 2 and 5
+    second = WeightDatasetWriter(tmp_path, make_info(), shard_size=4, process_index=1, num_processes=2)
+    first = WeightDatasetWriter(tmp_path, make_info(), shard_size=4, process_index=0, num_processes=2)
+    assert first.done_ids() == set(instances["ids"]) - {"img-002", "img-005"}
+    write_indexed(second, instances, [5])  # was refused as "already in split 'train'"
+    write_indexed(first, instances, [2])
+    first.finalize()
+    assert_rows_equal(load_weight_dataset(tmp_path), instances)
+
+
 def test_the_same_instance_from_two_processes_is_refused(tmp_path: Path) -> None:
-    instances = make_instances(2)
+    instances = make_instances(3)
     writers = [WeightDatasetWriter(tmp_path, make_info(), process_index=rank) for rank in (0, 1)]
-    for writer in writers:  # both started before either wrote, so only finalize can see the overlap
-        write_batches(writer, instances, batch_size=2)
-    with pytest.raises(ValueError, match=r"ids \['img-000', 'img-001'\] occur more than once"):
+    write_indexed(writers[0], instances, [0])  # each writer reads what the others wrote at its first write
+    with pytest.raises(ValueError, match=r"Instances \['img-000'\] are already in split 'train'"):
+        write_indexed(writers[1], instances, [0])
+    write_indexed(writers[1], instances, [1])
+    write_indexed(writers[0], instances, [1])  # written by the other process after this one looked: finalize sees it
+    with pytest.raises(ValueError, match=r"ids \['img-001'\] occur more than once"):
         writers[0].finalize()
 
 

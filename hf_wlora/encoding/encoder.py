@@ -11,6 +11,7 @@ finalises the shards once all are done.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -35,6 +36,8 @@ from ..representations import (
 from ..spec import DEFAULT_MASK_RATIO, DEFAULT_MASK_SEED, REPRESENTATIONS
 from ..training.config_checks import RecipeSection
 from .fingerprints import instance_fingerprint, module_fingerprint
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -292,6 +295,9 @@ def encode(config: EncodeConfig, progress: bool = True) -> EncodeResult:
         )
         labels = [instance.label for instance in instances]
         ids, fingerprints = [instance.id for instance in instances], [instance_fingerprint(i) for i in instances]
+        unscored = [ids[position] for position in np.flatnonzero(~np.isfinite(scores))]
+        if unscored:  # the mesh extraction's own log names only a position in the batch
+            logger.warning("No %s for instance(s) %s: their score is NaN.", info.score_name, unscored)
         writer.write(ids, labels, result.factors, scores, indices=batch, fingerprints=fingerprints)
         bar.set_postfix({info.score_name: f"{np.nanmean(scores):.3g}"})
     state.wait_for_everyone()

@@ -39,8 +39,8 @@ class WeightDatasetInfo:
         modality: "image" or "shape" (the base field's modality).
         score_name: Name of the per-row reconstruction score ("psnr" for images, "chamfer" for shapes); None picks
             the modality's default.
-        base_field: Hub id or local path of the frozen base field the adapters were fitted on (None for the mlp
-            kinds, which have no base).
+        base_field: Hub id or local path of the frozen base field the adapters were fitted on; the mlp kinds
+            record theirs too (their rows are whole fields, but they decode with its configuration).
         base_field_revision: The base field's revision, ideally a commit hash, when known.
         base_field_subfolder: Subfolder of `base_field` that holds the field (e.g. "field" in a pipeline repo).
         base_field_sha256: SHA-256 of the (baked) base field's weights (`module_fingerprint`), so a resumed encoding

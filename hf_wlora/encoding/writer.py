@@ -147,7 +147,9 @@ class WeightDatasetWriter:
         if process_index == 0 and num_processes is not None:
             for orphan in self._process_indices() - set(range(num_processes)):  # an earlier run's extra processes
                 self._recover(orphan)
-        self._used_ids = self.done_ids()
+        # read at the first write, not here: another process may still drop a damaged part of a process this run
+        # no longer has (process 0 checks those), whose instances are then written again (the encoder's barrier)
+        self._used_ids: set[str] | None = None
         self._used_orders = {order for record in self._records for order in record["order"]}
         # past every committed key and part name: after a dropped part, the next write must not reuse a later one's
         self._next_order = max(self._used_orders, default=-1) + 1
@@ -255,6 +257,8 @@ class WeightDatasetWriter:
         """
         table = batch_table(self.info.spec, self.features, ids, labels, factors, scores)
         batch_ids = table.column(ID_COLUMN).to_pylist()
+        if self._used_ids is None:
+            self._used_ids = self.done_ids()
         repeated = sorted(set(batch_ids) & self._used_ids)
         if repeated:
             raise ValueError(
