@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -62,6 +63,9 @@ def test_data_targets_accept_every_image_form_alike() -> None:
         data_targets(torch.rand(2, RESOLUTION, RESOLUTION), "image")
     with pytest.raises(ValueError, match="share one size"):
         data_targets([pictures[0], pictures[1].resize((4, 4))], "image")
+    small = SimpleNamespace(image=as_array[1][:4, :4], label=0)  # a data source's instances of two sizes
+    with pytest.raises(ValueError, match=r"share one size, got \[\(4, 4, 3\), \(8, 8, 3\)\]; pass data_options"):
+        instance_targets([instances[0], small], "image", 0, [0, 1])
 
 
 def test_data_targets_of_shapes_draw_seeded_samples() -> None:

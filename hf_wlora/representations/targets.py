@@ -26,9 +26,13 @@ def instance_targets(
     """Coordinates and targets of data-source instances: shared pixel centres (P, 2) for images, samples (B, P, 3)
     for shapes. Each shape draws `points_per_shape` SDF samples seeded by its index in `indices`."""
     if modality == "image":
+        sizes = sorted({tuple(np.shape(instance.image)) for instance in instances})
+        if len(sizes) > 1:  # checked before stacking, which would fail with numpy's own message
+            raise ValueError(
+                f"Images of one data set must share one size, got {sizes}; pass data_options resolution=... to "
+                "resize them as they load."
+            )
         images = np.stack([instance.image for instance in instances])
-        if len({image.shape for image in images}) > 1:
-            raise ValueError("Images of one data set must share one size; pass data_options resolution=...")
         height, width = images.shape[1:3]
         return image_coordinates(height, width), torch.from_numpy(images).reshape(len(instances), -1, 3).float()
     samples = [sample_sdf(shape, points_per_shape, seed=index) for shape, index in zip(instances, indices, strict=True)]
