@@ -9,7 +9,6 @@ to decode a row, and embeds `wlora_info.json`.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 from datasets.info import DatasetInfo, DatasetInfosDict
@@ -99,11 +98,3 @@ def render_card(info: WeightDatasetInfo, load_path: str) -> DatasetCard:
         ),
         info_json=info.to_json_string(),
     )
-
-
-def write_card(folder: Path, info: WeightDatasetInfo, load_path: str | None = None) -> Path:
-    """Render the card into `folder/README.md` (`load_path` defaults to the folder) and return its path."""
-    card = render_card(info, load_path or str(folder))
-    path = folder / CARD_FILE_NAME
-    card.save(path)
-    return path

@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 from datasets import Features
 
 from ..files import commit_path
-from .card import write_card
+from .card import CARD_FILE_NAME, render_card
 from .info import INFO_FILE_NAME, WeightDatasetInfo, score_figures
 from .schema import SCORE_COLUMN
 
@@ -152,5 +152,5 @@ def write_split(
         raise ValueError(f"Expected {count} shards of split {split!r}, got {written}.")
     info = merged.with_split(split, score_figures(np.concatenate(scores)))
     write_text_atomic(folder / INFO_FILE_NAME, info.to_json_string())
-    write_card(folder, info)
+    write_text_atomic(folder / CARD_FILE_NAME, str(render_card(info, str(folder))))  # never a truncated card
     return info
