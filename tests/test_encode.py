@@ -280,3 +280,29 @@ def test_shapes_without_a_mesh_are_named_by_their_ids(tmp_path: Path, caplog: py
     ids = load_weight_dataset(result.output_dir).ids
     assert result.figures["num_non_finite_scores"] == 3
     assert f"No chamfer for instance(s) {ids[2:]}: their score is NaN." in caplog.text  # the second batch's, by id
+
+
+def test_the_cards_decoding_code_runs_on_a_modulated_field(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The encoding bakes a modulated field (stage 1's `modulated_field/`) before fitting; the card's snippet must
+    load the field the same way, or the adapter would not fit the layers it was fitted on."""
+    torch.manual_seed(0)
+    NeuralFieldModel(NeuralFieldConfig(modality="image", hidden_size=16, num_layers=2)).save_pretrained(
+        tmp_path / "modulated"
+    )
+    output = tmp_path / "weights"
+    encode(
+        EncodeConfig(
+            field=str(tmp_path / "modulated"),
+            output_dir=str(output),
+            data_options={"num_instances": 8, "resolution": 8},
+            steps=2,
+            batch_size=8,
+        ),
+        progress=False,
+    )
+    snippet = (output / "README.md").read_text().split("```python\n")[1].split("```")[0]
+    assert "load_base_field(" in snippet
+    monkeypatch.chdir(tmp_path)  # the snippet writes its adapter folder where it runs
+    namespace: dict = {}
+    exec(compile(snippet, "the weight data set's card", "exec"), namespace)
+    assert namespace["image"].shape == (1, 128, 128, 3)
