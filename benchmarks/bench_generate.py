@@ -139,6 +139,7 @@ def make_scheduler() -> DDPMScheduler:
         beta_schedule="squaredcos_cap_v2",
         prediction_type="sample",
         clip_sample=False,
+        timestep_spacing="trailing",  # as training builds it
     )
 
 

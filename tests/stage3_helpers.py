@@ -99,6 +99,7 @@ def make_pipeline(
             if not parameter.abs().sum():
                 parameter.copy_(0.05 * torch.randn(parameter.shape))
     transformer.set_normalization(vectors)
+    scheduler_options = {"timestep_spacing": "trailing", **scheduler_options}  # as training builds it
     scheduler = DDPMScheduler(
         num_train_timesteps=100, beta_schedule="squaredcos_cap_v2", clip_sample=False, **scheduler_options
     )

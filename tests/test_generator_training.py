@@ -8,7 +8,9 @@ seconds on 2 CPU cores.
 from __future__ import annotations
 
 import json
+import math
 import runpy
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -71,6 +73,7 @@ def tiny_config(weights: Path, output_dir: Path, **overrides: Any) -> GeneratorT
         ({"mixed_precision": "fp8"}, "mixed_precision must be one of"),
         ({"batch_size": 0}, "batch_size must be a positive integer"),
         ({"grid_guidance_interval": [0.5, 0.2]}, "grid_guidance_interval must be (start, end), fractions of the"),
+        ({"grid_guidance_scale": 2, "class_dropout_prob": 0}, "class_dropout_prob=0 never trains: set class_dropout"),
     ],
 )
 def test_config_rejects_bad_values_with_the_fix(change: dict[str, Any], message: str) -> None:
@@ -125,6 +128,10 @@ def test_short_run_lowers_the_loss_and_exports_a_pipeline(short_run: Any, weight
     )
     assert pipeline.transformer.config.num_classes == 2 and pipeline.transformer.config.training["steps"] == 40
     assert pipeline.config.resolution == 8  # from the weight data set's encoding settings
+    # sampling starts at the last training timestep for any step count (diffusers' "leading" would start 2 at 500)
+    assert pipeline.scheduler.config.timestep_spacing == "trailing"
+    pipeline.scheduler.set_timesteps(2)
+    assert pipeline.scheduler.timesteps.tolist() == [999, 499]
     assert {p.name for p in (result.output_dir / "samples").iterdir()} == {"step-000020.png"}
     assert (result.pipeline_dir / "samples.png").is_file()
     card = (result.pipeline_dir / "README.md").read_text()
@@ -175,6 +182,14 @@ def test_resumed_runs_end_with_the_same_weights(weights_dir: Path, tmp_path: Pat
             assert torch.equal(state[key], value), (run, key)
     losses = [json.loads((tmp_path / run / "metrics.json").read_text())["eval_loss"] for run in "abc"]
     assert losses[0] == losses[1] == losses[2]
+    # a finished run run again (as after a crash in its export) exports again with the figures of the run that trained
+    before = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    assert train_generator(tiny_config(weights_dir, tmp_path / "b", resume=True)).step == 40
+    after = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    assert math.isfinite(before["train_loss"]) and before["samples_per_s"] > 0
+    assert {key: after[key] for key in ("train_loss", "samples_per_s", "eval_loss")} == {
+        key: before[key] for key in ("train_loss", "samples_per_s", "eval_loss")
+    }
 
 
 def test_attention_dropout_is_drawn_from_the_seed(weights_dir: Path, tmp_path: Path) -> None:
@@ -198,6 +213,18 @@ def test_resume_guards(weights_dir: Path, tmp_path: Path) -> None:
         train_generator(tiny_config(weights_dir, tmp_path))
     with pytest.raises(ValueError, match=r"other settings \(learning_rate: 0.002 -> 0.001\)"):
         train_generator(tiny_config(weights_dir, tmp_path, resume=True, learning_rate=1e-3))
+
+
+def test_a_resume_refuses_weights_encoded_again(tmp_path: Path) -> None:
+    """The same folder holding other weights (encoded again since the checkpoint): resuming would train on with
+    another normalisation than the checkpoint's model has, and export samples scaled by the old one."""
+    make_field().save_pretrained(tmp_path / "field")
+    weights = write_weight_dataset(tmp_path / "weights", tmp_path / "field")
+    train_generator(tiny_config(weights, tmp_path / "run", max_steps=10))
+    shutil.rmtree(weights)
+    write_weight_dataset(tmp_path / "weights", tmp_path / "field", seed=1)
+    with pytest.raises(ValueError, match=r"was trained on other weights than .* holds now"):
+        train_generator(tiny_config(weights, tmp_path / "run", resume=True))
 
 
 def test_a_checkpoint_from_before_a_setting_existed_resumes_at_its_default(
@@ -254,7 +281,10 @@ def test_two_processes_match_one_on_the_same_global_batch(weights_dir: Path, tmp
     # each process has half of the same global batch: the mean of the two halves' losses is the global batch's loss
     two = [(a + b) / 2 for a, b in zip(ranks[0]["losses"], ranks[1]["losses"], strict=True)]
     assert two == pytest.approx(one, rel=1e-4, abs=1e-6)
-    assert json.loads((tmp_path / "two" / "metrics.json").read_text())["num_processes"] == 2
+    metrics = {run: json.loads((tmp_path / run / "metrics.json").read_text()) for run in ("one", "two")}
+    assert metrics["two"]["num_processes"] == 2
+    # the reported training loss is every process's, as the logged one: the same as one process's
+    assert metrics["two"]["train_loss"] == pytest.approx(metrics["one"]["train_loss"], rel=1e-4)
 
 
 @pytest.fixture
@@ -293,6 +323,9 @@ def test_bad_inputs_fail_before_training(weights_dir: Path, tmp_path: Path, monk
         train_generator(tiny_config(weights_dir, tmp_path / "out", field=str(tmp_path / "retrained-field")))
     with pytest.raises(ValueError, match="not a weight data set"):
         train_generator(tiny_config(tmp_path, tmp_path / "out"))
+    # a subfolder of the data set's own field (no `field` set) is looked for, not ignored
+    with pytest.raises(ValueError, match="No base field in the subfolder 'no-such-subfolder' of"):
+        train_generator(tiny_config(weights_dir, tmp_path / "out", field_subfolder="no-such-subfolder"))
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(RuntimeError, match="WORLD_SIZE=2 processes were launched but the Accelerator sees 1"):
         train_generator(tiny_config(weights_dir, tmp_path / "out"))

@@ -59,3 +59,5 @@ def test_bad_distances_are_refused() -> None:
         copy_fraction(torch.ones(2, 2), torch.ones(2, 2), ratio=0)
     with pytest.raises(ValueError, match="differ in size"):
         image_memorization(torch.rand(2, 8, 8, 3), torch.rand(2, 4, 4, 3))
+    with pytest.raises(ValueError, match=r"training must be on \[0, 1\]"):  # pixel distances on another scale
+        image_memorization(torch.rand(2, 8, 8, 3), 255 * torch.rand(2, 8, 8, 3))

@@ -13,6 +13,7 @@ from skimage.metrics import structural_similarity
 from hf_wlora.metrics.distributions import frechet_distance, image_generation_metrics, mmd
 from hf_wlora.metrics.features import PixelFeatures, TransformersImageFeatures, image_features
 from hf_wlora.metrics.images import ssim
+from hf_wlora.metrics.reconstruction import psnr
 
 
 def structured_images(n: int, height: int, width: int, channels: int) -> np.ndarray:
@@ -110,6 +111,13 @@ def test_image_features_check_images_and_the_extractor_output() -> None:
         image_features(torch.rand(0, 16, 16, 3))
     with pytest.raises(ValueError, match="NaN"):
         image_features(torch.full((1, 8, 8, 3), math.nan))
+    # 8-bit or [-1, 1] images would give features on another scale, and FD / MMD with them, without a word
+    with pytest.raises(ValueError, match=r"must be floating point on \[0, 1\], got torch.uint8.*float\(\) / 255"):
+        image_features(torch.randint(0, 256, (2, 8, 8, 3), dtype=torch.uint8))
+    with pytest.raises(ValueError, match=r"must be on \[0, 1\], got values in \[0, 255\]"):
+        image_features(torch.linspace(0, 255, 2 * 8 * 8 * 3).reshape(2, 8, 8, 3))
+    with pytest.raises(ValueError, match=r"got values in \[-1, 1\]; .* \(x \+ 1\) / 2"):
+        image_features(torch.linspace(-1, 1, 2 * 8 * 8 * 3).reshape(2, 8, 8, 3))
     with pytest.raises(ValueError, match=r"must return \(2, D\)"):
         image_features(torch.rand(2, 8, 8, 3), extractor=lambda images: images)
     with pytest.raises(ValueError, match="NaN or infinite features"):
@@ -234,6 +242,19 @@ def test_distances_reject_bad_feature_sets(distance) -> None:
         distance(good, good[:, :2])
     with pytest.raises(ValueError, match="features_a contains NaN"):
         distance(torch.full((4, 3), math.nan), good)
+    with pytest.raises(ValueError, match="of D >= 1, got shape \\(4, 0\\)"):  # would give 0 or NaN
+        distance(good[:, :0], good[:, :0])
+
+
+def test_psnr_refuses_what_would_give_a_meaningless_number() -> None:
+    target = torch.rand(2, 4, 4, 3, generator=torch.Generator().manual_seed(0))
+    assert torch.isinf(psnr(target, target)).all()  # a perfect reconstruction
+    with pytest.raises(ValueError, match="prediction contains NaN values"):
+        psnr(torch.full_like(target, math.nan), target)
+    with pytest.raises(ValueError, match=r"target must be on \[0, 1\], got values in"):
+        psnr(target, 255 * target)
+    assert psnr(255 * target, 255 * target, data_range=255.0).isinf().all()
+    assert torch.equal(psnr(target + math.inf, target), psnr(torch.ones_like(target), target))  # clamped
 
 
 def test_mmd_rejects_bad_kernels() -> None:

@@ -13,6 +13,7 @@ import torch
 import trimesh
 
 from hf_wlora.metrics import point_clouds
+from hf_wlora.metrics.memorization import copy_fraction
 from hf_wlora.metrics.point_clouds import (
     EMD_BOUND_SLACK,
     SINKHORN_TOLERANCE,
@@ -508,3 +509,24 @@ def test_the_references_matrix_can_be_computed_once_for_several_generators() -> 
         assert given == point_cloud_generation_metrics(boxes, spheres, distance=distance)
     with pytest.raises(ValueError, match=r"reference_distances has shape \(4, 4\), but there are 3 references"):
         point_cloud_generation_metrics(boxes, spheres, reference_distances=torch.zeros(4, 4))
+
+
+def test_chamfer_copies_are_judged_on_distances_not_their_squares() -> None:
+    """A copy is at least twice as close to a reference as that reference's nearest other one. Chamfer is a mean of
+    squared point distances, so on Chamfer the rule is a quarter: exactly the distance rule on root-Chamfer. EMD is
+    a distance, and keeps the half."""
+    generator = torch.Generator().manual_seed(3)
+    references = torch.randn(3, 256, 3, generator=generator)
+    noise = torch.randn(8, 256, 3, generator=generator)
+    # samples on the way from reference 0 to noise: close ones are copies, far ones are not
+    samples = torch.stack([references[0] + t * noise[i] for i, t in enumerate(torch.linspace(0.05, 1.2, 8))])
+    cross = point_cloud_distances(normalize_point_clouds(samples), normalize_point_clouds(references), normalize=False)
+    own = point_cloud_distances(normalize_point_clouds(references), normalize=False)
+    chamfer = point_cloud_generation_metrics(samples, references, distance="chamfer")
+    by_distance = copy_fraction(cross.sqrt(), own.sqrt(), 0.5)
+    assert chamfer["copy_fraction"] == by_distance
+    assert 0 < by_distance < copy_fraction(cross, own, 0.5)  # the half on squares would count more samples as copies
+    emd = point_cloud_generation_metrics(samples, references, distance="emd_exact")
+    emd_cross = point_cloud_distances(samples, references, distance="emd_exact")
+    emd_own = point_cloud_distances(references, distance="emd_exact")
+    assert emd["copy_fraction"] == copy_fraction(emd_cross, emd_own, 0.5)

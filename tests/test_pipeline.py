@@ -122,6 +122,22 @@ def test_a_guidance_interval_never_splits_a_heun_step() -> None:
     assert batch_sizes == [1, 1, 1, 1, 2, 2, 2, 2, 2]  # int(0.6 * 9) = 5, the second call of a step: rounded down
 
 
+def test_a_first_step_that_expects_a_partly_clean_sample_is_warned_about(caplog: pytest.LogCaptureFixture) -> None:
+    """Sampling starts from pure noise: diffusers' "leading" spacing starts 60 steps of 100 at t = 59, where a
+    sample is mostly signal, and would denoise the noise as if it were one. Trained pipelines use "trailing"."""
+    leading = make_pipeline(timestep_spacing="leading")
+    leading(1, num_inference_steps=60, output_type="weights")
+    assert leading.scheduler.timesteps[0] == 59
+    assert "first of 60 steps is at timestep 59 of 100 (timestep_spacing='leading')" in caplog.text
+    caplog.clear()
+    leading(1, num_inference_steps=50, output_type="weights")  # starts at 98: as good as pure noise
+    trailing = make_pipeline()
+    for steps in (2, 60):
+        trailing(1, num_inference_steps=steps, output_type="weights")
+        assert trailing.scheduler.timesteps[0] == 99
+    assert "first of" not in caplog.text
+
+
 def test_the_full_guidance_interval_is_plain_guidance() -> None:
     pipe = make_pipeline()
     plain = sample_weights(pipe, 0, class_labels=[0, 1, 1], guidance_scale=2.0)
@@ -255,6 +271,11 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
     assert loaded.transformer.config.class_names == CLASSES
     card = ModelCard.load(tmp_path / "pipe" / "README.md")
     assert card.data.library_name == "hf_wlora" and "mlora_asym" in card.data.tags
+    # a picture of samples in the folder it was loaded from (training writes one) goes along with a copy
+    Image.new("RGB", (4, 4)).save(tmp_path / "pipe" / "samples.png")
+    WeightSpacePipeline.from_pretrained(tmp_path / "pipe").save_pretrained(tmp_path / "copy")
+    assert (tmp_path / "copy" / "samples.png").read_bytes() == (tmp_path / "pipe" / "samples.png").read_bytes()
+    assert "![Samples](samples.png)" in (tmp_path / "copy" / "README.md").read_text()
     assert f'WeightSpacePipeline.from_pretrained("{tmp_path / "pipe"}")' in card.text
     assert "Classes: ring, bar." in card.text
     # a transformer file without its normalisation statistics is refused (diffusers would make them 0 and 1 and only
@@ -290,10 +311,16 @@ def test_the_weight_statistics_stay_float32_in_a_half_precision_pipeline(tmp_pat
 
 
 @pytest.mark.filterwarnings("ignore:The `local_dir_use_symlinks` argument is deprecated")
-def test_hub_round_trip(hub) -> None:
+def test_hub_round_trip(hub, tmp_path: Path) -> None:
     pipe = make_pipeline()
     repo_id = hub.unique_repo_id("tiny-pipeline")
-    pipe.push_to_hub(repo_id)
+    # pushed as training leaves it: a folder with a picture of samples, which the card shows
+    pipe.save_pretrained(tmp_path / "pipe")
+    Image.new("RGB", (4, 4), "red").save(tmp_path / "pipe" / "samples.png")
+    WeightSpacePipeline.from_pretrained(tmp_path / "pipe").push_to_hub(repo_id)
+    assert "samples.png" in HfApi().list_repo_files(repo_id)
+    assert "![Samples](samples.png)" in ModelCard.load(repo_id).text
+    pipe.push_to_hub(repo_id)  # a pipeline without one: the earlier picture (another model's samples) goes
     loaded = WeightSpacePipeline.from_pretrained(repo_id)
     loaded.set_progress_bar_config(disable=True)
     assert torch.equal(sample_weights(loaded), sample_weights(pipe))
@@ -310,6 +337,7 @@ def test_hub_round_trip(hub) -> None:
     pipe.push_to_hub(repo_id)
     files = set(api.list_repo_files(repo_id))
     assert stale not in files and "extra/notes.txt" in files and "transformer/config.json" in files
+    assert "samples.png" not in files and "![Samples]" not in ModelCard.load(repo_id).text
 
 
 def test_bad_input_gives_clear_errors() -> None:
@@ -326,6 +354,10 @@ def test_bad_input_gives_clear_errors() -> None:
         pipe(3, class_labels=[0, 1])
     with pytest.raises(ValueError, match="needs a class-conditional model and class_labels"):
         pipe(1, guidance_scale=2.0)
+    no_dropout = make_pipeline()
+    no_dropout.transformer.register_to_config(class_dropout_prob=0.0)
+    with pytest.raises(ValueError, match="trained with class_dropout_prob=0: its 'no class' prediction"):
+        no_dropout(1, class_labels=0, guidance_scale=2.0)
     for bad in (float("nan"), float("inf")):  # refused before any denoising step
         with pytest.raises(ValueError, match="guidance_scale must be a finite number"):
             pipe(1, class_labels=0, guidance_scale=bad)

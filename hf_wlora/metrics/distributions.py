@@ -25,10 +25,10 @@ def _feature_sets(
     sets = []
     for name, features in (("features_a", features_a), ("features_b", features_b)):
         tensor = torch.as_tensor(features).detach().to("cpu", torch.float64)
-        if tensor.ndim != 2 or len(tensor) < 2:
+        if tensor.ndim != 2 or len(tensor) < 2 or tensor.shape[1] == 0:
             raise ValueError(
-                f"{name} must be an (N, D) set of at least 2 feature vectors, got shape {tuple(tensor.shape)}; "
-                "flatten single features to (N, D) and compare sets, not single samples."
+                f"{name} must be an (N, D) set of at least 2 feature vectors of D >= 1, got shape "
+                f"{tuple(tensor.shape)}; flatten single features to (N, D) and compare sets, not single samples."
             )
         if not torch.isfinite(tensor).all():
             raise ValueError(f"{name} contains NaN or infinite values.")

@@ -14,6 +14,8 @@ from typing import Protocol
 import torch
 import torch.nn.functional as F
 
+from .reconstruction import check_value_range
+
 
 class ImageFeatureExtractor(Protocol):
     """Maps (N, H, W, 3) float images on [0, 1] (channels last) to (N, D) float features."""
@@ -22,15 +24,14 @@ class ImageFeatureExtractor(Protocol):
 
 
 def check_images(images: torch.Tensor, name: str = "images") -> None:
-    """Refuse anything but a non-empty, finite (N, H, W, 3) tensor, naming the argument (`name`) and the fix."""
+    """Refuse anything but a non-empty (N, H, W, 3) float tensor on [0, 1], naming the argument (`name`) and the fix."""
     if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[-1] != 3 or len(images) == 0:
         shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
         raise ValueError(
             f"{name} must be a non-empty (N, H, W, 3) tensor (RGB, channels last), got {shape}; repeat a grey channel "
             f"with {name}.expand(-1, -1, -1, 3) and move channels last with {name}.permute(0, 2, 3, 1)."
         )
-    if not torch.isfinite(images).all():
-        raise ValueError(f"{name} contain NaN or infinite values.")
+    check_value_range(images, name)
 
 
 class PixelFeatures:

@@ -15,7 +15,7 @@ import math
 
 import torch
 
-from .reconstruction import psnr_from_mse
+from .reconstruction import check_value_range, psnr_from_mse
 
 DEFAULT_COPY_RATIO = 0.5
 
@@ -91,6 +91,7 @@ def _image_distances(samples: torch.Tensor, training: torch.Tensor) -> tuple[tor
         if not isinstance(images, torch.Tensor) or images.ndim != 4 or len(images) == 0:
             shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
             raise ValueError(f"{name} must be a non-empty (N, H, W, C) image tensor, got {shape}.")
+        check_value_range(images, name)
     if samples.shape[1:] != training.shape[1:]:
         raise ValueError(
             f"samples {tuple(samples.shape[1:])} and training images {tuple(training.shape[1:])} differ in size; "

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .memorization import copy_fraction
+from .memorization import DEFAULT_COPY_RATIO, copy_fraction
 from .neighbour_search import PairDistances, nearest_neighbour_matrices, nearest_within
 
 if TYPE_CHECKING:
@@ -399,7 +399,10 @@ def pairwise_emd(
 
 
 def generation_metrics_from_distances(
-    sample_to_reference: torch.Tensor, sample_to_sample: torch.Tensor, reference_to_reference: torch.Tensor
+    sample_to_reference: torch.Tensor,
+    sample_to_sample: torch.Tensor,
+    reference_to_reference: torch.Tensor,
+    copy_ratio: float = DEFAULT_COPY_RATIO,
 ) -> dict[str, float]:
     """MMD, COV and 1-NNA from the (S, R), (S, S) and (R, R) distance matrices of S samples and R references.
 
@@ -411,8 +414,9 @@ def generation_metrics_from_distances(
       sample or reference by its nearest other cloud (its own distance excluded). 0.5 is ideal (the sets are
       indistinguishable), 1.0 means fully separable; below 0.5 means samples sit closer to references than to each
       other (0.0 for samples that copy the references).
-    - "copy_fraction": the fraction of samples that copy a reference (`memorization.copy_fraction`, default ratio;
-      NaN with a single reference).
+    - "copy_fraction": the fraction of samples that copy a reference (`memorization.copy_fraction` at `copy_ratio`;
+      NaN with a single reference). The ratio applies to the matrices' values: for a squared distance such as
+      Chamfer's, pass the square of the ratio meant for distances (`point_cloud_generation_metrics` does).
     Ties go to the lower index, samples ordered before references (as PointFlow concatenates them). The diagonals of
     the two square matrices are ignored. Pure functions of the matrices, so any distance works.
     """
@@ -433,7 +437,7 @@ def generation_metrics_from_distances(
     is_sample = torch.arange(num_samples + num_references) < num_samples
     nearest = everything.argmin(dim=1)
     accuracy = (is_sample[nearest] == is_sample).double().mean()
-    copies = copy_fraction(cross, references) if num_references >= 2 else math.nan
+    copies = copy_fraction(cross, references, copy_ratio) if num_references >= 2 else math.nan
     return {"mmd": float(mmd), "cov": float(cov), "1-nna": float(accuracy), "copy_fraction": copies}
 
 
@@ -530,7 +534,9 @@ def point_cloud_generation_metrics(
         cross, within = _nearest_exact_emd(samples, references, normalize, progress)
     else:
         cross, within = measure(samples, references), measure(samples)
-    metrics = generation_metrics_from_distances(cross, within, reference_distances)
+    # Chamfer is a mean of squared point distances: "twice as close" (the copy ratio) is a quarter of it
+    copy_ratio = DEFAULT_COPY_RATIO**2 if distance == "chamfer" else DEFAULT_COPY_RATIO
+    metrics = generation_metrics_from_distances(cross, within, reference_distances, copy_ratio)
     return {**metrics, "num_samples": len(samples), "num_references": len(references)}
 
 

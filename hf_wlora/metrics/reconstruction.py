@@ -9,14 +9,36 @@ import numpy as np
 import torch
 
 
+def check_value_range(values: torch.Tensor, name: str, data_range: float = 1.0) -> None:
+    """Refuse a tensor that is not floating point with finite values on [0, data_range], naming it and the fix.
+
+    Images on [0, 255] or [-1, 1] would otherwise give distances, features and PSNRs on another scale, silently.
+    """
+    if not values.is_floating_point():
+        raise ValueError(
+            f"{name} must be floating point on [0, {data_range:g}], got {values.dtype}; convert 8-bit images with "
+            f"{name}.float() / 255."
+        )
+    if not torch.isfinite(values).all():
+        raise ValueError(f"{name} contain NaN or infinite values.")
+    if values.numel() and (values.min() < 0 or values.max() > data_range):
+        raise ValueError(
+            f"{name} must be on [0, {data_range:g}], got values in [{float(values.min()):.4g}, "
+            f"{float(values.max()):.4g}]; scale images on [0, 255] by 1 / 255 and on [-1, 1] with (x + 1) / 2."
+        )
+
+
 def psnr(prediction: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
     """Peak signal-to-noise ratio in dB per instance: the first dimension indexes instances, the rest are averaged.
 
     Images are on [0, 1] by default; predictions are clamped to the data range first, as a displayed image would be.
-    A perfect reconstruction gives +inf.
+    A perfect reconstruction gives +inf. A target off the data range, or a NaN in either, raises a ValueError.
     """
     if prediction.shape != target.shape:
         raise ValueError(f"prediction {tuple(prediction.shape)} and target {tuple(target.shape)} differ in shape.")
+    check_value_range(target, "target", data_range)
+    if torch.isnan(prediction).any():  # infinities clamp to the range's ends; NaN would pass as a NaN PSNR
+        raise ValueError("prediction contains NaN values (a diverged fit?): its PSNR would be NaN.")
     error = (prediction.clamp(0.0, data_range) - target).pow(2).flatten(1).mean(dim=1)
     return psnr_from_mse(error, data_range)
 

@@ -26,10 +26,13 @@ def push_pipeline_to_hub(
     """Upload `pipeline` (as `save_pretrained` writes it, card included) to the Hub model repo `repo_id`.
 
     Files an earlier push left in the components' folders are deleted in the same commit: a stale sharded
-    checkpoint's index would take precedence over the new single file when the pipeline is loaded. Other files of
+    checkpoint's index would take precedence over the new single file when the pipeline is loaded. So is an earlier
+    push's picture of samples when this pipeline has none (it would show another model's samples). Other files of
     the repo are kept.
     """
     from huggingface_hub import HfApi
+
+    from .card import SAMPLES_PICTURE
 
     api = HfApi(token=token)
     repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
@@ -40,7 +43,7 @@ def push_pipeline_to_hub(
             folder_path=folder,
             commit_message=commit_message or "Upload WeightSpacePipeline with hf_wlora",
             create_pr=create_pr,
-            delete_patterns=[f"{name}/*" for name in pipeline.components],
+            delete_patterns=[*(f"{name}/*" for name in pipeline.components), SAMPLES_PICTURE],
         )
 
 

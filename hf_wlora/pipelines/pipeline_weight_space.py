@@ -16,7 +16,9 @@ downloaded. Nothing is ever executed from a downloaded file; tensors are safeten
 from __future__ import annotations
 
 import inspect
+import logging
 import os
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +52,13 @@ if TYPE_CHECKING:
     # their spec (a WeightDataset, e.g. `weights.select(range(4))`), whose representation is then checked by name
     Weights = torch.Tensor | Mapping[str, torch.Tensor] | WeightDataset
 
+logger = logging.getLogger(__name__)
+
 OUTPUT_TYPES = ("pil", "np", "pt", "mesh", "weights")
+# The largest share of signal, sqrt(alpha_bar), the scheduler's first timestep may assume: the loop starts from pure
+# noise, so a first step that expects more (diffusers' "leading" spacing at some step counts: 600 steps of 1,000
+# start at t = 599) denoises noise as if it were mostly a sample. "trailing" spacing always starts at the last step.
+MAX_FIRST_STEP_SIGNAL = 0.1
 ClassLabels = int | str | Sequence[int | str] | np.ndarray | torch.Tensor
 
 EXAMPLE_DOC_STRING = """
@@ -156,6 +164,12 @@ class WeightSpacePipeline(DiffusionPipeline):
                 "Classifier-free guidance (guidance_scale != 1) needs a class-conditional model and class_labels; "
                 "pass class_labels or guidance_scale=1."
             )
+        if guidance_scale != 1.0 and self.transformer.config.class_dropout_prob == 0:
+            raise ValueError(
+                "Classifier-free guidance (guidance_scale != 1) extrapolates from the model's unconditional "
+                "prediction, and this transformer was trained with class_dropout_prob=0: its 'no class' prediction "
+                "was never trained. Sample with guidance_scale=1, or train with class_dropout_prob > 0 (e.g. 0.1)."
+            )
         shape = (num_samples, self.transformer.num_parameters)
         if latents is not None and tuple(latents.shape) != shape:
             raise ValueError(f"latents must have shape {shape}, got {tuple(latents.shape)}.")
@@ -228,6 +242,7 @@ class WeightSpacePipeline(DiffusionPipeline):
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         step_kwargs = self._step_kwargs(generator, eta)
         timesteps = self.scheduler.timesteps
+        _warn_if_the_first_step_expects_signal(self.scheduler, num_inference_steps)
         order = getattr(self.scheduler, "order", 1)  # model calls per step (Heun: 2); not every scheduler says
         first, end = (_guided_bound(fraction, len(timesteps), order) for fraction in guidance_interval)
         for index, timestep in enumerate(self.progress_bar(timesteps)):
@@ -386,9 +401,15 @@ class WeightSpacePipeline(DiffusionPipeline):
 
     def save_with_card(self, folder: Path, load_path: str, **kwargs: Any) -> None:
         """`save_pretrained` with a card whose code snippet loads from `load_path` (the folder, or a Hub repo id)."""
-        from .card import write_pipeline_card
+        from .card import SAMPLES_PICTURE, write_pipeline_card
 
         super().save_pretrained(folder, safe_serialization=True, **kwargs)
+        # the folder this pipeline was loaded from may show its samples (training writes one): carry the picture
+        # along, so that a copy saved elsewhere or pushed to the Hub keeps it and its place in the card
+        source = self.config.get("_name_or_path")  # set by from_pretrained: a folder, or a Hub id (not carried)
+        picture = folder / SAMPLES_PICTURE
+        if source and (Path(source) / SAMPLES_PICTURE).is_file() and not picture.exists():
+            shutil.copyfile(Path(source) / SAMPLES_PICTURE, picture)
         write_pipeline_card(folder, self, load_path)
 
     def push_to_hub(self, repo_id: str, **kwargs: Any) -> Any:
@@ -535,6 +556,27 @@ def _guided_bound(fraction: float, calls: int, order: int) -> int:
     """The index of the model call where a guidance interval's bound `fraction` falls in a loop of `calls` calls, at
     the start of a whole step of a scheduler of `order` calls per step (Heun's: two)."""
     return calls if fraction >= 1 else int(fraction * calls) // order * order
+
+
+def _warn_if_the_first_step_expects_signal(scheduler: SchedulerMixin, num_inference_steps: int) -> None:
+    """Log a warning when the scheduler's first timestep assumes more than `MAX_FIRST_STEP_SIGNAL` of signal."""
+    alphas_cumprod = getattr(scheduler, "alphas_cumprod", None)  # DDPM, DDIM, DPM-Solver, Heun...; not every one
+    if alphas_cumprod is None or len(scheduler.timesteps) == 0:
+        return
+    first = int(scheduler.timesteps[0])
+    signal = float(alphas_cumprod[first]) ** 0.5
+    if signal > MAX_FIRST_STEP_SIGNAL:
+        spacing = scheduler.config.get("timestep_spacing", "?")
+        logger.warning(
+            "The scheduler's first of %d steps is at timestep %d of %d (timestep_spacing=%r), where a sample is still "
+            "%.0f%% signal, but sampling starts from pure noise: the samples will be off. Use trailing spacing: "
+            "pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, timestep_spacing='trailing').",
+            num_inference_steps,
+            first,
+            len(alphas_cumprod),
+            spacing,
+            100 * signal,
+        )
 
 
 def _is_weight_dataset(weights: Any) -> bool:

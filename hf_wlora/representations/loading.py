@@ -36,6 +36,11 @@ def _open_field(location: str, subfolder: str | None, revision: str | None) -> N
         return NeuralFieldModel.from_pretrained(location, subfolder=subfolder or "", revision=revision)
 
     if Path(location).is_dir():
+        if subfolder and not (Path(location) / subfolder).is_dir():  # transformers would name only `location`
+            raise ValueError(
+                f"No base field in the subfolder {subfolder!r} of {location}: {Path(location) / subfolder} does not "
+                "exist. Check field_subfolder (or the weight data set's base_field_subfolder)."
+            )
         return load()
     missing = f"No base field at {location!r}: the folder {Path(location).absolute()} does not exist"
     fix = "Check the path, or train the field first (`hf-wlora train-field` exports it to <output_dir>/field)."

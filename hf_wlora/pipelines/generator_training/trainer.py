@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -77,9 +78,10 @@ def load_generator_field(config: GeneratorTrainingConfig, weights: WeightDataset
     location = config.field or info.base_field
     if location is None:
         raise ValueError(f"The weight data set {config.weights} names no base field: set `field` in the config.")
-    own = config.field is not None
-    subfolder = config.field_subfolder if own else info.base_field_subfolder
-    revision = config.field_revision if own else info.base_field_revision
+    # each of subfolder and revision: the config's if set, else the data set's record of its own field
+    recorded = (None, None) if config.field is not None else (info.base_field_subfolder, info.base_field_revision)
+    subfolder = config.field_subfolder if config.field_subfolder is not None else recorded[0]
+    revision = config.field_revision if config.field_revision is not None else recorded[1]
     field = load_base_field(location, subfolder, revision)
     representation_from_spec(weights.spec, field)  # a field of other shapes fails here, with the differences
     # one of the same shapes but other weights (another training of the field) would train a generator of adapters
@@ -169,11 +171,15 @@ class GeneratorTrainer:
                 encoding=info.encoding,
             )
         model.set_normalization(vectors)
+        statistics = (model.weight_mean.clone(), model.weight_std.clone())
         self.noise_scheduler = DDPMScheduler(
             num_train_timesteps=config.num_train_timesteps,
             beta_schedule=config.beta_schedule,
             prediction_type=config.prediction_type,
             clip_sample=False,  # normalised weights are not confined to [-1, 1] like pixels
+            # sampling starts at the last training timestep whatever the step count ("leading", diffusers' default,
+            # starts 2 steps of 1,000 at t = 500 and 600 steps at t = 599: far from the pure noise the loop starts in)
+            timestep_spacing="trailing",
         )
         device = self.accelerator.device
         self.samples = model.normalize(vectors).to(device)
@@ -184,6 +190,16 @@ class GeneratorTrainer:
             model.parameters(), lr=config.learning_rate, betas=config.adam_betas, weight_decay=config.weight_decay
         )
         self.model = self.loop.prepare(model, optimizer)
+        restored = self._unwrapped
+        restored_statistics = (restored.weight_mean.cpu(), restored.weight_std.cpu())
+        if not all(map(torch.equal, statistics, restored_statistics)):
+            # the checkpoint's model normalises other weights: training on would mix two data sets' scales, and the
+            # export would denormalise every sample with the checkpoint's statistics
+            raise ValueError(
+                f"The checkpoint in {self.loop.output_dir} was trained on other weights than {config.weights} holds "
+                "now (their per-coordinate mean and std differ: the data set was encoded again, or a Hub id moved to "
+                "another commit). Resume with the weights it was trained on, or train into a new output_dir."
+            )
 
     @property
     def _unwrapped(self) -> WeightSpaceDiT:
@@ -205,11 +221,22 @@ class GeneratorTrainer:
             if config.sample_every and done % config.sample_every == 0 and done != loop.stop:
                 self._write_samples(loop.output_dir / "samples" / f"step-{done:06d}.png")
         loop_time = time.perf_counter() - loop_start
-        throughput = (loop.progress.step - first_step) * self.batch_size / loop_time if loop_time > 0 else 0.0
-        train_loss = float(torch.stack(recent).mean()) if recent else float("nan")
+        if recent:  # every process's losses, as the log reduces them: the figure does not depend on the world size
+            train_loss = float(self.accelerator.reduce(torch.stack(recent).mean(), reduction="mean"))
+            throughput = (loop.progress.step - first_step) * self.batch_size / loop_time
+        else:  # a finished run run again (e.g. after a crash in the export): keep the figures of the run that trained
+            previous = self._previous_metrics()
+            train_loss, throughput = previous.get("train_loss", math.nan), previous.get("samples_per_s", 0.0)
         result = self._export(train_loss, throughput)
         self.accelerator.end_training()
         return result
+
+    def _previous_metrics(self) -> dict[str, Any]:
+        """The metrics an earlier export of this run wrote, or {} (none, or unreadable)."""
+        try:
+            return json.loads((self.loop.output_dir / "metrics.json").read_text())
+        except (OSError, ValueError):
+            return {}
 
     def _learning_rate(self, step: int) -> float:
         config = self.config
