@@ -182,7 +182,7 @@ def test_resumed_runs_end_with_the_same_weights(weights_dir: Path, tmp_path: Pat
             assert torch.equal(state[key], value), (run, key)
     losses = [json.loads((tmp_path / run / "metrics.json").read_text())["eval_loss"] for run in "abc"]
     assert losses[0] == losses[1] == losses[2]
-    # a finished run run again (as after a crash in its export) exports again with the figures of the run that trained
+    # a finished run run again exports again with the figures of the run that trained
     before = json.loads((tmp_path / "b" / "metrics.json").read_text())
     assert train_generator(tiny_config(weights_dir, tmp_path / "b", resume=True)).step == 40
     after = json.loads((tmp_path / "b" / "metrics.json").read_text())

@@ -320,6 +320,9 @@ def test_hub_round_trip(hub, tmp_path: Path) -> None:
     WeightSpacePipeline.from_pretrained(tmp_path / "pipe").push_to_hub(repo_id)
     assert "samples.png" in HfApi().list_repo_files(repo_id)
     assert "![Samples](samples.png)" in ModelCard.load(repo_id).text
+    WeightSpacePipeline.from_pretrained(repo_id).push_to_hub(repo_id)  # loaded from the Hub: its picture stays too
+    assert "samples.png" in HfApi().list_repo_files(repo_id)
+    assert "![Samples](samples.png)" in ModelCard.load(repo_id).text
     pipe.push_to_hub(repo_id)  # a pipeline without one: the earlier picture (another model's samples) goes
     loaded = WeightSpacePipeline.from_pretrained(repo_id)
     loaded.set_progress_bar_config(disable=True)

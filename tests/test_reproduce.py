@@ -167,8 +167,18 @@ def test_measuring_a_generator_again_keeps_its_training_time(tiny_run: Any, tmp_
     extractor = record["result"]["learned_extractor"]
     record["result"]["learned_extractor"] = "another extractor"
     stored_third.write_text(json.dumps(record))
+    # sampled before the study recorded its timestep spacing, by a generator exported with diffusers' "leading":
+    # sampled again with trailing spacing, which gives the very figures of a generator exported with it
+    fourth = sorted(set(tiny_run.results["2d"]["generation"]) - {"mlora_asym", other, third})[0]
+    stored_fourth = folder / "2d" / "results" / f"generation-{fourth}.json"
+    record = json.loads(stored_fourth.read_text())
+    del record["result"]["timestep_spacing"]
+    stored_fourth.write_text(json.dumps(record))
+    scheduler_file = folder / "2d" / "generators" / fourth / "pipeline" / "scheduler" / "scheduler_config.json"
+    scheduler_file.write_text(json.dumps({**json.loads(scheduler_file.read_text()), "timestep_spacing": "leading"}))
     again = reproduce(ReproduceConfig(scale="tiny", output_dir=str(folder)), progress=False)
     assert json.loads(stored_third.read_text())["result"]["learned_extractor"] == extractor
+    assert json.loads(stored_fourth.read_text())["result"] == tiny_run.results["2d"]["generation"][fourth]
     assert again.results["2d"]["generation"]["mlora_asym"]["class_agreement"]["samples"] == 6
     assert (
         again.results["2d"]["generation"][other]["class_agreement"]

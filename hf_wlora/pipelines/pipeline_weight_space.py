@@ -404,13 +404,27 @@ class WeightSpacePipeline(DiffusionPipeline):
         from .card import SAMPLES_PICTURE, write_pipeline_card
 
         super().save_pretrained(folder, safe_serialization=True, **kwargs)
-        # the folder this pipeline was loaded from may show its samples (training writes one): carry the picture
-        # along, so that a copy saved elsewhere or pushed to the Hub keeps it and its place in the card
-        source = self.config.get("_name_or_path")  # set by from_pretrained: a folder, or a Hub id (not carried)
+        # the folder or repo this pipeline was loaded from may show its samples (training writes one): carry the
+        # picture along, so that a copy saved elsewhere or pushed to the Hub keeps it and its place in the card
+        source_picture = getattr(self, "_loaded_samples_picture", None)
         picture = folder / SAMPLES_PICTURE
-        if source and (Path(source) / SAMPLES_PICTURE).is_file() and not picture.exists():
-            shutil.copyfile(Path(source) / SAMPLES_PICTURE, picture)
+        if source_picture is not None and source_picture.is_file() and not picture.exists():
+            shutil.copyfile(source_picture, picture)
         write_pipeline_card(folder, self, load_path)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> WeightSpacePipeline:
+        """diffusers' `from_pretrained` (a folder, or a Hub repo through `download`), remembering the picture of
+        samples the folder or repo holds, which `save_pretrained` and `push_to_hub` then carry along."""
+        from .card import SAMPLES_PICTURE
+
+        pipeline = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        folder = Path(pretrained_model_name_or_path)
+        if not folder.is_dir():  # a Hub id: the snapshot just downloaded, found again in the cache (offline)
+            offline = {**kwargs, "local_files_only": True, "force_download": False}
+            folder = Path(cls.download(str(pretrained_model_name_or_path), **offline))
+        pipeline._loaded_samples_picture = folder / SAMPLES_PICTURE
+        return pipeline
 
     def push_to_hub(self, repo_id: str, **kwargs: Any) -> Any:
         """Upload the pipeline (as `save_pretrained` writes it, card included) to the Hub model repo `repo_id`.
@@ -560,20 +574,28 @@ def _guided_bound(fraction: float, calls: int, order: int) -> int:
 
 def _warn_if_the_first_step_expects_signal(scheduler: SchedulerMixin, num_inference_steps: int) -> None:
     """Log a warning when the scheduler's first timestep assumes more than `MAX_FIRST_STEP_SIGNAL` of signal."""
-    alphas_cumprod = getattr(scheduler, "alphas_cumprod", None)  # DDPM, DDIM, DPM-Solver, Heun...; not every one
-    if alphas_cumprod is None or len(scheduler.timesteps) == 0:
+    sigmas = getattr(scheduler, "sigmas", None)  # sigma-parametrised (Heun, Euler, DPM-Solver): sigma^2 = (1 - a) / a
+    alphas_cumprod = getattr(scheduler, "alphas_cumprod", None)  # DDPM, DDIM: indexed by integer timesteps
+    if sigmas is not None and len(sigmas):
+        signal = float(1.0 / (1.0 + float(sigmas[0]) ** 2) ** 0.5)
+    elif (
+        alphas_cumprod is not None
+        and len(scheduler.timesteps)
+        and 0 <= int(scheduler.timesteps[0]) < len(alphas_cumprod)
+    ):
+        signal = float(alphas_cumprod[int(scheduler.timesteps[0])]) ** 0.5
+    else:  # a scheduler that says neither (flow matching...): nothing to check
         return
-    first = int(scheduler.timesteps[0])
-    signal = float(alphas_cumprod[first]) ** 0.5
     if signal > MAX_FIRST_STEP_SIGNAL:
+        first = f"{float(scheduler.timesteps[0]):g}" if len(scheduler.timesteps) else "?"
         spacing = scheduler.config.get("timestep_spacing", "?")
         logger.warning(
-            "The scheduler's first of %d steps is at timestep %d of %d (timestep_spacing=%r), where a sample is still "
+            "The scheduler's first of %d steps is at timestep %s of %s (timestep_spacing=%r), where a sample is still "
             "%.0f%% signal, but sampling starts from pure noise: the samples will be off. Use trailing spacing: "
             "pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, timestep_spacing='trailing').",
             num_inference_steps,
             first,
-            len(alphas_cumprod),
+            scheduler.config.get("num_train_timesteps", "?"),
             spacing,
             100 * signal,
         )

@@ -150,7 +150,10 @@ def _modality(
     def still_valid(result: dict[str, Any]) -> bool:
         """A stored result measured with other features (another learned extractor included: one retrained on other
         settings in the same folder), or before a metric existed (or before flat samples counted as unread), is
-        sampled and measured again (no retraining of its generator)."""
+        sampled and measured again (no retraining of its generator); so is one sampled with another timestep spacing
+        than the study's (before it recorded one: diffusers' "leading", and in 3-D the former Chamfer copy rule)."""
+        if result.get("timestep_spacing") != studies.SAMPLING_TIMESTEP_SPACING:
+            return False
         if features is None:  # 3-D ("chamfer" is missing when fewer than two meshes could be extracted)
             return "chamfer" not in result or "copy_fraction" in result["chamfer"]
         agreement = result.get("class_agreement", {})  # None: nothing to read (no classes, or no classifier)

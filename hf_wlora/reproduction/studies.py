@@ -164,6 +164,11 @@ def generation_sample_count(budget: StudyBudget, num_references: int) -> int:
     return budget.generation_samples or math.ceil(1.1 * num_references)
 
 
+# How the study's samplers space their timesteps (results without this record were sampled from diffusers' "leading"
+# spacing, and in 3-D counted Chamfer copies at half the squared distance: `runner` measures them again)
+SAMPLING_TIMESTEP_SPACING = "trailing"
+
+
 def study_sample_labels(pipeline: Any, count: int) -> list[int] | None:
     """The classes the generation study draws its `count` samples for: balanced over a class-conditional
     transformer's classes (sample k gets class k mod the number of classes), None for an unconditional one."""
@@ -209,10 +214,17 @@ def generation_study(
 
     pipeline = WeightSpacePipeline.from_pretrained(pipeline_dir)
     pipeline.set_progress_bar_config(disable=True)
+    if pipeline.scheduler.config.get("timestep_spacing") != SAMPLING_TIMESTEP_SPACING:
+        # a generator exported before training set trailing spacing: sampled as the newer ones, from t = T - 1
+        scheduler_config = pipeline.scheduler.config
+        pipeline.scheduler = type(pipeline.scheduler).from_config(
+            scheduler_config, timestep_spacing=SAMPLING_TIMESTEP_SPACING
+        )
     source = open_data_source(budget.data, budget.data_options)
     count = generation_sample_count(budget, len(source))
     weights = sample_study_weights(budget, pipeline, count, seed)
     results: dict[str, Any] = {
+        "timestep_spacing": SAMPLING_TIMESTEP_SPACING,
         "num_samples": count,
         "num_references": len(source),
         "generator": json.loads((pipeline_dir.parent / "metrics.json").read_text()),

@@ -166,7 +166,8 @@ class GeneratorTrainingConfig(RecipeSection):
         if not is_number(self.class_dropout_prob) or not 0 <= self.class_dropout_prob < 1:
             raise ValueError(f"class_dropout_prob must be in [0, 1), got {self.class_dropout_prob!r}.")
         check_number(self.grid_guidance_scale, "grid_guidance_scale")  # NaN would only fail at the first grid
-        if self.grid_guidance_scale != 1 and self.class_dropout_prob == 0:  # the grids would fail after training
+        # the grids would fail after training (an unconditional run's grids are never guided)
+        if self.grid_guidance_scale != 1 and self.class_dropout_prob == 0 and self.conditional is not False:
             raise ValueError(
                 f"grid_guidance_scale={self.grid_guidance_scale} guides with the unconditional prediction, which "
                 "class_dropout_prob=0 never trains: set class_dropout_prob > 0 (e.g. 0.1) or grid_guidance_scale: 1."

@@ -224,7 +224,7 @@ class GeneratorTrainer:
         if recent:  # every process's losses, as the log reduces them: the figure does not depend on the world size
             train_loss = float(self.accelerator.reduce(torch.stack(recent).mean(), reduction="mean"))
             throughput = (loop.progress.step - first_step) * self.batch_size / loop_time
-        else:  # a finished run run again (e.g. after a crash in the export): keep the figures of the run that trained
+        else:  # a finished run run again: keep the figures of the run that trained (if its export wrote them)
             previous = self._previous_metrics()
             train_loss, throughput = previous.get("train_loss", math.nan), previous.get("samples_per_s", 0.0)
         result = self._export(train_loss, throughput)
