@@ -192,6 +192,26 @@ def test_resumed_runs_end_with_the_same_weights(weights_dir: Path, tmp_path: Pat
     }
 
 
+def test_a_rerun_after_a_crash_in_the_export_keeps_the_training_figures(
+    weights_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reference = json.loads(train_generator(tiny_config(weights_dir, tmp_path / "a")).metrics_path.read_text())
+
+    def crash(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt("simulated crash while exporting")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(WeightSpacePipeline, "save_pretrained", crash)
+        with pytest.raises(KeyboardInterrupt):
+            train_generator(tiny_config(weights_dir, tmp_path / "b"))
+    assert not (tmp_path / "b" / "metrics.json").exists()
+    metrics = json.loads(
+        train_generator(tiny_config(weights_dir, tmp_path / "b", resume=True)).metrics_path.read_text()
+    )
+    assert metrics["train_loss"] == reference["train_loss"] and metrics["samples_per_s"] > 0
+    assert metrics["eval_loss"] == reference["eval_loss"]
+
+
 def test_attention_dropout_is_drawn_from_the_seed(weights_dir: Path, tmp_path: Path) -> None:
     """With dropout its masks follow (seed, step, process), not whatever drew from torch's global generator before:
     two runs of one config in one process end with the same weights, and another seed changes them."""

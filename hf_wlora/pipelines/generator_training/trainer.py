@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from diffusers import DDPMScheduler
 
 from ...encoding import WeightDataset, load_weight_dataset, module_fingerprint
+from ...encoding.shards import write_text_atomic
 from ...fields import NeuralFieldModel
 from ...models import WeightSpaceDiT
 from ...representations import load_base_field, representation_from_spec
@@ -42,6 +43,8 @@ from .config import GeneratorTrainingConfig
 
 DEFAULT_RESOLUTION = 64
 EVAL_BATCH = 256  # instances per forward pass of the final evaluation
+# the loop's figures (train_loss, samples_per_s), written before the export: a rerun after a crash in it keeps them
+TRAINING_FIGURES = "training_figures.json"
 
 StepCallback = Callable[[int, dict[str, float]], None]
 
@@ -221,22 +224,18 @@ class GeneratorTrainer:
             if config.sample_every and done % config.sample_every == 0 and done != loop.stop:
                 self._write_samples(loop.output_dir / "samples" / f"step-{done:06d}.png")
         loop_time = time.perf_counter() - loop_start
+        figures_path = loop.output_dir / TRAINING_FIGURES
         if recent:  # every process's losses, as the log reduces them: the figure does not depend on the world size
             train_loss = float(self.accelerator.reduce(torch.stack(recent).mean(), reduction="mean"))
             throughput = (loop.progress.step - first_step) * self.batch_size / loop_time
-        else:  # a finished run run again: keep the figures of the run that trained (if its export wrote them)
-            previous = self._previous_metrics()
+            if self.accelerator.is_main_process:  # before the export, so that a crash in it loses neither
+                write_text_atomic(figures_path, json.dumps({"train_loss": train_loss, "samples_per_s": throughput}))
+        else:  # a finished run run again (after a crash in its export, say): the figures of the run that trained
+            previous = json.loads(figures_path.read_text()) if figures_path.is_file() else {}
             train_loss, throughput = previous.get("train_loss", math.nan), previous.get("samples_per_s", 0.0)
         result = self._export(train_loss, throughput)
         self.accelerator.end_training()
         return result
-
-    def _previous_metrics(self) -> dict[str, Any]:
-        """The metrics an earlier export of this run wrote, or {} (none, or unreadable)."""
-        try:
-            return json.loads((self.loop.output_dir / "metrics.json").read_text())
-        except (OSError, ValueError):
-            return {}
 
     def _learning_rate(self, step: int) -> float:
         config = self.config
