@@ -5,6 +5,22 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+TEMP_SUFFIX = ".tmp"  # of a file being written: renamed into place when complete, or left by a crash
+
+
+def temporary_path(path: Path) -> Path:
+    """A temporary file next to `path`, named per process: processes of a distributed run that write the same file
+    at once (the split's settings) must not rename each other's temporary away."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.with_name(f"{path.name}.{os.getpid()}{TEMP_SUFFIX}")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write `text` to `path` through a temporary file in the same folder, renamed into place when complete."""
+    temporary = temporary_path(path)
+    temporary.write_text(text)
+    commit_path(temporary, path)
+
 
 def fsync_path(path: Path) -> None:
     """Flush a file's (or a folder's) contents to disk, so a power cut cannot leave it empty or torn."""
@@ -24,4 +40,4 @@ def commit_path(temporary: Path, path: Path) -> None:
     fsync_path(path.parent)
 
 
-__all__ = ["commit_path", "fsync_path"]
+__all__ = ["TEMP_SUFFIX", "commit_path", "fsync_path", "temporary_path", "write_text_atomic"]

@@ -23,6 +23,7 @@ from hf_wlora.reproduction.report import (
     paired_barrier_difference,
     score_cell,
 )
+from hf_wlora.reproduction.runner import RUN_SETTINGS
 
 
 @pytest.fixture(scope="module")
@@ -405,3 +406,34 @@ def test_every_system_gets_a_transformer_of_mlora_asyms_size() -> None:
     mlp = make_representation("mlp", field, rank=4).spec
     assert count(reference, model) == 2_099_530
     assert count(mlp, model) == 9_684_352 and count(mlp, {**model, "hidden_size": 32}) == 2_212_192
+
+
+def test_a_folder_run_with_other_settings_is_refused_before_any_work(tiny_run: Any, tmp_path: Path) -> None:
+    """Rerunning into a finished folder at another scale or seed would reuse its fields, weights, generators and
+    studies and report their numbers under the new settings: refused, naming what differs, before any work."""
+    folder = tmp_path / "other"
+    shutil.copytree(tiny_run.report_path.parent, folder)
+    recorded = json.loads((folder / "3d" / RUN_SETTINGS).read_text())
+    assert recorded["scale"] == "tiny" and recorded["seed"] == 0 and recorded["budget"]["data"]
+    report = (folder / "REPORT.md").read_bytes()
+    for change, message in (({"seed": 1}, "seed: 0 -> 1"), ({"scale": "small"}, "scale: 'tiny' -> 'small'")):
+        with pytest.raises(ValueError, match=rf"3d holds a run with other settings \({message}"):
+            # the modalities in the order given, every one before any work
+            reproduce(ReproduceConfig(**{"scale": "tiny", **change}, output_dir=str(folder), modalities=["3d", "2d"]))
+    assert (folder / "REPORT.md").read_bytes() == report
+
+
+def test_a_rerun_with_fewer_representations_reports_only_those(tiny_run: Any, tmp_path: Path) -> None:
+    folder = tmp_path / "fewer"
+    shutil.copytree(tiny_run.report_path.parent, folder)
+    chosen = ["mlora", "mlora_asym"]
+    config = ReproduceConfig(scale="tiny", output_dir=str(folder), modalities=["3d", "2d"], representations=chosen)
+    again = reproduce(config, progress=False)
+    for modality in ("2d", "3d"):
+        table = again.results[modality]["reconstruction"]["representations"]
+        assert set(table) == set(chosen)
+        assert table["mlora"] == tiny_run.results[modality]["reconstruction"]["representations"]["mlora"]
+    # sizes in the label's order (2-D / 3-D) although the modalities were given 3-D first
+    tables = [again.results[modality]["reconstruction"]["representations"] for modality in ("2d", "3d")]
+    sizes = [table["mlora"]["numbers_per_instance"] for table in tables]
+    assert f"{sizes[0]:,} / {sizes[1]:,} (2-D / 3-D)" in again.report_path.read_text()

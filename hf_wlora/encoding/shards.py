@@ -12,7 +12,6 @@ under a final name.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable
 from dataclasses import replace
@@ -23,13 +22,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from datasets import Features
 
-from ..files import commit_path
+from ..files import TEMP_SUFFIX, commit_path, temporary_path, write_text_atomic
 from .card import CARD_FILE_NAME, render_card
 from .info import INFO_FILE_NAME, WeightDatasetInfo, score_figures
 from .schema import SCORE_COLUMN
 
 DATA_DIR = "data"
-TEMP_SUFFIX = ".tmp"
 # datasets' default `max_shard_size` for push_to_hub: shards about this large (uncompressed) stream well from the Hub
 DEFAULT_SHARD_BYTES = 500 * 2**20
 # Rows per parquet row group. Shards are written one row group at a time, so writing a split holds one row group in
@@ -75,24 +73,10 @@ def row_group_bounds(start: int, stop: int) -> list[tuple[int, int]]:
     return [(first, min(first + ROW_GROUP_ROWS, stop)) for first in range(start, stop, ROW_GROUP_ROWS)]
 
 
-def _temporary_path(path: Path) -> Path:
-    """A temporary file next to `path`, named per process: processes of a distributed run that write the same file
-    at once (the split's settings) must not rename each other's temporary away."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path.with_name(f"{path.name}.{os.getpid()}{TEMP_SUFFIX}")
-
-
 def write_parquet_atomic(table: pa.Table, path: Path) -> None:
     """Write `table` to `path` through a temporary file in the same folder, renamed into place when complete."""
-    temporary = _temporary_path(path)
+    temporary = temporary_path(path)
     pq.write_table(table, temporary)
-    commit_path(temporary, path)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file in the same folder, renamed into place when complete."""
-    temporary = _temporary_path(path)
-    temporary.write_text(text)
     commit_path(temporary, path)
 
 
@@ -139,7 +123,7 @@ def write_split(
     written = 0
     for index, row_groups in enumerate(shards):
         path = shard_path(folder, split, index, count)
-        temporary = _temporary_path(path)
+        temporary = temporary_path(path)
         with pq.ParquetWriter(temporary, schema) as writer:
             for table in row_groups:
                 # one chunk per column, so the file's bytes depend only on the rows, not on how parts were batched

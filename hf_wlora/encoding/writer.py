@@ -37,6 +37,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from ..files import write_text_atomic
 from .info import WeightDatasetInfo
 from .schema import ID_COLUMN, batch_table, weight_features
 from .shards import (
@@ -47,7 +48,6 @@ from .shards import (
     shard_files,
     write_parquet_atomic,
     write_split,
-    write_text_atomic,
 )
 
 PROGRESS_DIR = ".wlora_progress"

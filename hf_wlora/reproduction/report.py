@@ -104,7 +104,11 @@ def _reconstruction(results: dict[str, Any]) -> list[str]:
             figures = per_modality["3d"][name]
             theirs = paper.RECONSTRUCTION_CHAMFER.get(name)  # none for our parameter-matched mlp
             row += [score_cell(figures), f"{theirs[0]} / {theirs[1]}" if theirs else "-"]
-        sizes = [f"{found[name].get('numbers_per_instance', 'n/a'):,}" for found in per_modality.values()]
+        sizes = [  # in the label's order, whatever order the modalities were given in
+            f"{per_modality[modality][name].get('numbers_per_instance', 'n/a'):,}"
+            for modality in ("2d", "3d")
+            if modality in per_modality
+        ]
         row.append(" / ".join(sizes) + (" (2-D / 3-D)" if len(sizes) > 1 else ""))
         rows.append(row)
     lines += [*_table(header, rows), ""]

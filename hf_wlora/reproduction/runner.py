@@ -12,10 +12,12 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..differences import setting_differences
+from ..files import write_text_atomic
 from . import stages, studies
 from .config import GENERATION_SYSTEMS, ReproduceConfig
 from .report import PIXEL_FEATURES, PLOTS_DIR, write_report
@@ -27,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 # Under each 2-D modality folder: the learned feature extractor of its data set (`studies.learned_extractor`).
 LEARNED_FEATURES_DIR = "feature_extractor"
+# Under each modality folder: the scale, seed and budget its stages and studies ran with (`check_run_settings`).
+RUN_SETTINGS = "run_settings.json"
 
 
 @dataclass
@@ -94,8 +98,12 @@ def _modality(
         lambda: studies.reconstruction_study(weights),
         seconds,
         "reconstruction",
-        # results written before the table gave each representation's size: read the encodings again
-        still_valid=lambda result: all("numbers_per_instance" in row for row in result["representations"].values()),
+        # results written before the table gave each representation's size, or for other representations (a rerun
+        # that adds some): read the encodings again
+        still_valid=lambda result: (
+            set(result["representations"]) == set(weights)
+            and all("numbers_per_instance" in row for row in result["representations"].values())
+        ),
     )
     found["structure"] = {
         name: _cached(
@@ -183,9 +191,36 @@ def _modality(
     return found
 
 
+def check_run_settings(folder: Path, config: ReproduceConfig, modality: str) -> None:
+    """Refuse a modality folder whose stages and studies ran at another scale, seed or budget (its data included):
+    a rerun would reuse them and report their numbers under these settings. A folder's first run records them
+    (`RUN_SETTINGS`); a folder from before the record is taken as it is."""
+    budget = asdict(config.budget(modality))
+    settings = json.loads(json.dumps({"scale": config.scale, "seed": config.seed, "budget": budget}, default=str))
+    path = folder / RUN_SETTINGS
+    if path.is_file():
+        recorded = json.loads(path.read_text())
+        first = ("scale", "seed")  # named before the budget's keys, which follow from the scale
+        differences = [
+            *setting_differences({key: recorded.get(key) for key in first}, {key: settings[key] for key in first}),
+            *setting_differences(recorded.get("budget", {}), settings["budget"], prefix="budget."),
+        ]
+        if differences:
+            raise ValueError(
+                f"{folder} holds a run with other settings ({'; '.join(differences[:5])}"
+                f"{'; ...' if len(differences) > 5 else ''}): its stages and studies would be reused and reported "
+                "under these. Use another --output_dir, or the settings it was run with."
+            )
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, json.dumps(settings, indent=2, sort_keys=True) + "\n")
+
+
 def reproduce(config: ReproduceConfig, progress: bool = True) -> ReproduceResult:
     """Run the paper's studies at `config.scale` and write `REPORT.md` into `config.output_dir`."""
     folder = Path(config.output_dir)
+    for modality in config.modalities:  # every modality before any work: not a refusal after hours of the first
+        check_run_settings(folder / modality, config, modality)
     start = time.perf_counter()
     image_features = None
     if config.image_features is not None and "2d" in config.modalities:
@@ -200,4 +235,4 @@ def reproduce(config: ReproduceConfig, progress: bool = True) -> ReproduceResult
     return ReproduceResult(report, results)
 
 
-__all__ = ["ReproduceResult", "reproduce"]
+__all__ = ["RUN_SETTINGS", "ReproduceResult", "check_run_settings", "reproduce"]

@@ -29,8 +29,8 @@ import torch.nn.functional as F
 from diffusers import DDPMScheduler
 
 from ...encoding import WeightDataset, load_weight_dataset, module_fingerprint
-from ...encoding.shards import write_text_atomic
 from ...fields import NeuralFieldModel
+from ...files import write_text_atomic
 from ...models import WeightSpaceDiT
 from ...representations import load_base_field, representation_from_spec
 from ...training.distributed import global_batch_size
