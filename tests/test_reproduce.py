@@ -421,6 +421,11 @@ def test_a_folder_run_with_other_settings_is_refused_before_any_work(tiny_run: A
             # the modalities in the order given, every one before any work
             reproduce(ReproduceConfig(**{"scale": "tiny", **change}, output_dir=str(folder), modalities=["3d", "2d"]))
     assert (folder / "REPORT.md").read_bytes() == report
+    # nothing recorded for a modality that did not run, although its settings were fine (a new 2-D folder)
+    shutil.rmtree(folder / "2d")
+    with pytest.raises(ValueError, match=r"3d holds a run with other settings \(seed: 0 -> 1\)"):
+        reproduce(ReproduceConfig(scale="tiny", seed=1, output_dir=str(folder), modalities=["2d", "3d"]))
+    assert not (folder / "2d").exists()
 
 
 def test_a_rerun_with_fewer_representations_reports_only_those(tiny_run: Any, tmp_path: Path) -> None:

@@ -191,10 +191,10 @@ def _modality(
     return found
 
 
-def check_run_settings(folder: Path, config: ReproduceConfig, modality: str) -> None:
+def check_run_settings(folder: Path, config: ReproduceConfig, modality: str) -> dict[str, Any]:
     """Refuse a modality folder whose stages and studies ran at another scale, seed or budget (its data included):
-    a rerun would reuse them and report their numbers under these settings. A folder's first run records them
-    (`RUN_SETTINGS`); a folder from before the record is taken as it is."""
+    a rerun would reuse them and report their numbers under these settings. Returns the settings, which a folder's
+    first run records (`RUN_SETTINGS`); a folder from before the record is taken as it is."""
     budget = asdict(config.budget(modality))
     settings = json.loads(json.dumps({"scale": config.scale, "seed": config.seed, "budget": budget}, default=str))
     path = folder / RUN_SETTINGS
@@ -211,16 +211,17 @@ def check_run_settings(folder: Path, config: ReproduceConfig, modality: str) -> 
                 f"{'; ...' if len(differences) > 5 else ''}): its stages and studies would be reused and reported "
                 "under these. Use another --output_dir, or the settings it was run with."
             )
-        return
-    folder.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, json.dumps(settings, indent=2, sort_keys=True) + "\n")
+    return settings
 
 
 def reproduce(config: ReproduceConfig, progress: bool = True) -> ReproduceResult:
     """Run the paper's studies at `config.scale` and write `REPORT.md` into `config.output_dir`."""
     folder = Path(config.output_dir)
-    for modality in config.modalities:  # every modality before any work: not a refusal after hours of the first
-        check_run_settings(folder / modality, config, modality)
+    # every modality before any work (not a refusal after hours of the first), and recorded only once all agree
+    settings = {modality: check_run_settings(folder / modality, config, modality) for modality in config.modalities}
+    for modality, values in settings.items():
+        if not (folder / modality / RUN_SETTINGS).is_file():
+            write_text_atomic(folder / modality / RUN_SETTINGS, json.dumps(values, indent=2, sort_keys=True) + "\n")
     start = time.perf_counter()
     image_features = None
     if config.image_features is not None and "2d" in config.modalities:
