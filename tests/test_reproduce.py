@@ -22,6 +22,7 @@ from hf_wlora.reproduction.report import (
     ordering,
     paired_barrier_difference,
     score_cell,
+    structure_cell,
 )
 from hf_wlora.reproduction.runner import RUN_SETTINGS
 
@@ -43,6 +44,7 @@ def test_the_report_has_every_table_and_plot(tiny_run: Any) -> None:
         assert heading in report
     for name in SYSTEMS:
         assert report.count(f"| `{name}` |") >= 4, name  # reconstruction, two structure tables, discrimination
+    assert "Scale `tiny`, seed 0," in report
     assert "| HyperDiffusion (`mlp`) |" in report and "MMD-CD" in report and "MMD-G" in report
     for column in ("FD, learned", "copies", "nearest-training PSNR", "DiT parameters", "numbers per instance"):
         assert column in report, column
@@ -234,6 +236,12 @@ def test_orderings_and_agreement_with_the_paper() -> None:
     assert agreement(ours, {"a": 1.0, "b": 3.0, "c": 2.0}, higher_is_better=True).endswith("tau over 3: -1.00")
     tied = {"a": 100.0, "b": 100.0, "c": 100.0}
     assert agreement(tied, {"a": 1.0, "b": 3.0, "c": 2.0}, higher_is_better=True).endswith("tau undefined (all tied)")
+
+
+def test_a_structure_cell_says_how_many_paths_gave_a_barrier() -> None:
+    row = {"cosine_mean": 0.9876, "barrier_mean": 0.25, "barrier_std": 0.5, "paths_without_mesh": 0}
+    assert structure_cell(row, 5) == "0.988 / 0.25 ± 0.25"  # 0.5 / sqrt(5 - 1)
+    assert structure_cell({**row, "paths_without_mesh": 2}, 5) == "0.988 / 0.25 ± 0.35 (3 of 5 paths)"
 
 
 def test_the_barrier_standard_error_counts_only_paths_with_a_value() -> None:

@@ -132,6 +132,17 @@ def barrier_standard_error(row: dict[str, Any], instances: int) -> float | None:
     return std / math.sqrt(measured - 1)
 
 
+def structure_cell(row: dict[str, Any], instances: int) -> str:
+    """`cosine / barrier ± s.e.` of a structure row, with how many of its paths gave a barrier when some did not (a
+    3-D path without a mesh somewhere): the mean leaves those out, and they may be the representation's worst."""
+    cell = (
+        f"{_number(row['cosine_mean'], 3)} / {_number(row['barrier_mean'], 3)} ± "
+        f"{_number(barrier_standard_error(row, instances), 2)}"
+    )
+    missing = row.get("paths_without_mesh", 0)
+    return f"{cell} ({instances - missing} of {instances} paths)" if missing else cell
+
+
 def paired_barrier_difference(first: dict[str, Any], second: dict[str, Any]) -> tuple[float, float, int] | None:
     """Mean and standard error of `first`'s barrier minus `second`'s, instance by instance, for two structure rows
     of the same instances (same data, lambda and seed), over the instances where both gave a value; with their count.
@@ -188,11 +199,7 @@ def _structure(results: dict[str, Any], folder: Path) -> list[str]:
         rows = [
             [
                 f"`{name}`",
-                *(
-                    f"{_number(row['cosine_mean'], 3)} / {_number(row['barrier_mean'], 3)} ± "
-                    f"{_number(barrier_standard_error(row, study['instances']), 2)}"
-                    for row in study["rows"]
-                ),
+                *(structure_cell(row, study["instances"]) for row in study["rows"]),
             ]
             for name, study in studies.items()
         ]
@@ -452,8 +459,8 @@ def write_report(folder: Path, config: ReproduceConfig, results: dict[str, Any],
     lines = [
         "# Reproducing the paper's studies with hf_wlora",
         "",
-        f"Scale `{config.scale}`, {date.today().isoformat()}, on {platform.machine()} / {platform.system()} "
-        f"({_machine_text()}). Wall time of all parts: **{_duration(total)}** "
+        f"Scale `{config.scale}`, seed {config.seed}, {date.today().isoformat()}, on {platform.machine()} / "
+        f"{platform.system()} ({_machine_text()}). Wall time of all parts: **{_duration(total)}** "
         + (
             f"(one run, {_duration(seconds)} in all)."
             if seconds >= total
@@ -472,7 +479,7 @@ def write_report(folder: Path, config: ReproduceConfig, results: dict[str, Any],
             f"{sum(stage['steps'] for stage in stages)} steps | {budget.encode.get('steps', 300)} steps, "
             f"r = {budget.encode.get('rank', 4)} | {budget.structure_instances} instances, λ in "
             f"{budget.structure_lambdas} | {generation.get('steps')} steps of batch {generation.get('batch_size')}, "
-            f"{GENERATION_SYSTEMS} |"
+            f"{[name for name in GENERATION_SYSTEMS if name in config.representations]} |"
         )
     lines += ["", "Wall time of each part, as measured by the run that computed it (details in the results files):", ""]
     # each column sums the parts whose names start with its prefixes ("stage 3: train" is the generators' training)
